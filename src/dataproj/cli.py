@@ -1,0 +1,199 @@
+"""Command-line interface: argument parsing and printing only; every command calls a plain function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+COMMANDS = {
+    "init": "scaffold a new project",
+    "seed": "load seed files into the warehouse",
+    "run": "build the selected models",
+    "test": "run data tests",
+    "build": "seed + run + test in dependency order",
+    "compile": "render SQL to warehouse/target/compiled",
+    "ls": "list the selected nodes in run order",
+    "show": "print the first rows of a model",
+    "query": "run SQL against the warehouse",
+    "export": "write built models to warehouse/exports",
+    "clean": "remove warehouse/target and exports",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dataproj", description="dbt-style SQL/Arrow data projects on DuckDB")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, text in COMMANDS.items():
+        cmd = sub.add_parser(name, help=text, description=text)
+        if name != "init":
+            cmd.add_argument("--project-dir", type=Path, default=Path("."), help="folder with project.yml")
+            cmd.add_argument("--vars", default="{}", help="YAML/JSON mapping overriding project vars")
+        if name in ("seed", "run", "test", "build", "compile", "ls", "export"):
+            cmd.add_argument("-s", "--select", nargs="+", help="dbt selection syntax")
+            cmd.add_argument("--exclude", nargs="+", help="nodes to leave out (same syntax)")
+            cmd.add_argument("--state", type=Path, help="folder of the manifest that state:modified compares to")
+        if name in ("seed", "run", "test", "build"):
+            cmd.add_argument("--threads", type=int, help="concurrent nodes (default: project.yml threads)")
+            cmd.add_argument("--full-refresh", action="store_true", help="rebuild incremental models")
+            cmd.add_argument("--log-format", choices=["text", "json"], default="text")
+        _add_specific(name, cmd)
+    return parser
+
+
+def _add_specific(name: str, cmd: argparse.ArgumentParser) -> None:
+    if name == "init":
+        cmd.add_argument("path", type=Path, nargs="?", default=Path("."))
+    elif name == "ls":
+        cmd.add_argument("--output", choices=["name", "path", "json"], default="name")
+        cmd.add_argument("--resource-type", nargs="+", choices=["model", "seed", "test"])
+    elif name == "show":
+        cmd.add_argument("model")
+        cmd.add_argument("--limit", type=int, default=10)
+    elif name == "query":
+        cmd.add_argument("sql")
+        cmd.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    elif name == "export":
+        cmd.add_argument("--format", nargs="+", choices=["jsonl", "parquet"], default=[])
+    elif name == "clean":
+        cmd.add_argument("--warehouse", action="store_true", help="also delete the database and its state")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.version:
+        from . import __version__
+
+        print(f"dataproj {__version__}")
+        return 0
+    if args.command is None:
+        _parser().print_help()
+        return 2
+    from .errors import DataprojError
+
+    try:
+        return _dispatch(args)
+    except DataprojError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished nodes are kept; tables being built were left as they were", file=sys.stderr)
+        return 130
+
+
+def _options(args: argparse.Namespace) -> Any:
+    import yaml
+
+    from .commands import Options
+    from .errors import ConfigError
+
+    try:
+        cli_vars = yaml.safe_load(args.vars) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--vars is not valid YAML: {err}") from None
+    if not isinstance(cli_vars, dict):
+        raise ConfigError("--vars must be a mapping, e.g. --vars '{edit_task: subject_add}'")
+    return Options(project_dir=args.project_dir, select=getattr(args, "select", None),
+                   exclude=getattr(args, "exclude", None), vars=cli_vars, threads=getattr(args, "threads", None),
+                   full_refresh=getattr(args, "full_refresh", False), state_dir=getattr(args, "state", None),
+                   resource_types=set(args.resource_type) if getattr(args, "resource_type", None) else None)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from . import commands
+
+    if args.command == "init":
+        from .scaffold import init_project
+
+        for path in init_project(args.path):
+            print(f"created {path}")
+        return 0
+    options = _options(args)
+    if args.command in ("seed", "run", "test", "build"):
+        return _execute(options, args)
+    if args.command == "ls":
+        return _ls(options, args.output)
+    if args.command == "compile":
+        session = commands.compile_project(options)
+        print(f"compiled {len(session.graph.nodes)} nodes to {session.target_dir / 'compiled'}")
+        return 0
+    if args.command == "show":
+        columns, rows = commands.show(options, args.model, args.limit)
+        _print_rows(columns, rows, "table", title=args.model)
+        return 0
+    if args.command == "query":
+        columns, rows = commands.query(options, args.sql)
+        _print_rows(columns, rows, args.format)
+        return 0
+    if args.command == "export":
+        for path in commands.export(options, args.format):
+            print(f"exported {path}")
+        return 0
+    if args.command == "clean":
+        for path in commands.clean(options, warehouse=args.warehouse):
+            print(f"removed {path}")
+        return 0
+    raise AssertionError(args.command)
+
+
+def _execute(options: Any, args: argparse.Namespace) -> int:
+    from .commands import execute_command, exit_code
+    from .display import JsonReporter, RichReporter
+
+    reporter = JsonReporter(args.command) if args.log_format == "json" else RichReporter(args.command)
+    results, note = execute_command(options, args.command, reporter)
+    if note:
+        print(note)
+    return exit_code(results)
+
+
+def _ls(options: Any, output: str) -> int:
+    from .commands import list_nodes, nothing_selected
+
+    nodes = list_nodes(options)
+    if not nodes:
+        print(nothing_selected(options), file=sys.stderr)
+        return 0
+    if output == "json":
+        print(json.dumps(nodes, indent=1))
+    else:
+        for node in nodes:
+            print(node["path"] if output == "path" else node["name"])
+    return 0
+
+
+def _print_rows(columns: list[str], rows: list[tuple[Any, ...]], fmt: str, title: str | None = None) -> None:
+    if fmt == "json":
+        for row in rows:
+            print(json.dumps(dict(zip(columns, row, strict=True)), default=str))
+    elif fmt == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title, title_justify="left")
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*[_cell(v) for v in row])
+        Console().print(table)
+        print(f"{len(rows)} row{'s' if len(rows) != 1 else ''}")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bytes):
+        return f"<{len(value):,} bytes>"
+    text = json.dumps(value, default=str) if isinstance(value, dict | list) else str(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+if __name__ == "__main__":
+    sys.exit(main())

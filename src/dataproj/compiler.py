@@ -1,0 +1,271 @@
+"""Renders models and tests with Jinja (ref, var, env_var, config, this, is_incremental, macros)
+and checks the rendered SQL with sqlglot."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from .config import ModelConfig, TestConfig, merge_config, validate
+from .errors import CompileError
+from .nodes import Node
+from .project import Project
+from .sqlcheck import check_model_sql
+
+EPHEMERAL_PREFIX = "__dp_cte__"
+
+
+def relation_name(name: str) -> str:
+    """How a model or seed is spelled in compiled SQL."""
+    return f'main."{name}"'
+
+
+@dataclass(frozen=True)
+class CompiledNode:
+    node: Node
+    sql: str  # rendered SQL; for ephemeral parents, placeholders until `inline_ephemerals`
+    refs: tuple[str, ...]  # names of the models and seeds it refers to
+    macros_used: tuple[str, ...] = ()
+    functions_used: tuple[str, ...] = ()
+
+    @property
+    def unique_id(self) -> str:
+        return self.node.unique_id
+
+    @property
+    def checksum(self) -> str:
+        return _digest(self.sql if self.node.language != "python" else self.node.raw_code)
+
+    @property
+    def config_checksum(self) -> str:
+        return _digest(json.dumps(self.node.config, sort_keys=True, default=str))
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class _RenderState:
+    node: Node
+    refs: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    macros: set[str] = field(default_factory=set)
+
+
+class _MacroProxy:
+    """Resolves a macro by name at call time, so macros in any file can call each other."""
+
+    def __init__(self, name: str, compiler: Compiler) -> None:
+        self.name = name
+        self.compiler = compiler
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.compiler.state is not None:
+            self.compiler.state.macros.add(self.name)
+        return self.compiler.macros[self.name](*args, **kwargs)
+
+
+class Compiler:
+    """Compiles every node of a project; one instance per command."""
+
+    def __init__(self, project: Project, *, cli_vars: dict[str, Any] | None = None,
+                 existing_relations: Iterable[str] = (), full_refresh: bool = False,
+                 cache_dir: Path | None = None) -> None:
+        self.project = project
+        self.vars = {**project.config.vars, **(cli_vars or {})}
+        self.existing = set(existing_relations)
+        self.full_refresh = full_refresh
+        self.names = project.by_name()
+        self.state: _RenderState | None = None
+        self.sources: dict[str, str] = {}
+        self.env = self._environment(cache_dir)
+        self.macros: dict[str, Callable[..., Any]] = {}
+        self.macro_hashes: dict[str, str] = {}
+        self._load_macros()
+        self._function_pattern = _function_regex(project.function_hashes)
+
+    # ---- environment -------------------------------------------------------------------------
+    def _environment(self, cache_dir: Path | None) -> jinja2.Environment:
+        cache = None
+        if cache_dir is not None:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            cache = jinja2.FileSystemBytecodeCache(str(cache_dir))
+        loader = jinja2.FunctionLoader(lambda name: (self.sources[name], name, lambda: True))
+        env = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, bytecode_cache=cache,
+                                 autoescape=False, keep_trailing_newline=True, auto_reload=False)
+        env.globals.update(ref=self._ref, var=self._var, env_var=self._env_var, config=self._config,
+                           is_incremental=self._is_incremental, this=_This(self))
+        return env
+
+    def _load_macros(self) -> None:
+        for rel, source in self.project.macro_files.items():
+            self.sources[rel] = source
+            template = self._template(rel, Node(unique_id="macro", name=rel, resource_type="model",
+                                                path=rel, fqn=(), config={}))
+            for name in dir(template.module):
+                value = getattr(template.module, name)
+                if isinstance(value, jinja2.runtime.Macro):
+                    if name in self.macros:
+                        raise CompileError(f"macro {name!r} is defined twice", path=rel,
+                                           hint="macro names are global; rename one")
+                    self.macros[name] = value
+                    self.macro_hashes[name] = _digest(source)
+                    self.env.globals[name] = _MacroProxy(name, self)
+
+    def _template(self, name: str, node: Node) -> jinja2.Template:
+        try:
+            return self.env.get_template(name)
+        except jinja2.TemplateSyntaxError as err:
+            raise CompileError(f"Jinja syntax error: {err.message}", path=node.path, line=err.lineno) from None
+
+    # ---- context functions -------------------------------------------------------------------
+    def _ref(self, name: str, *rest: str) -> str:
+        name = rest[0] if rest else name  # ref('package', 'name') form
+        target = self.names.get(name)
+        if target is None:
+            close = difflib.get_close_matches(name, list(self.names), n=1)
+            raise CompileError(f"ref({name!r}): no model or seed named {name!r}",
+                               hint=f"did you mean {close[0]!r}?" if close else "check the model's file name")
+        assert self.state is not None
+        self.state.refs.append(name)
+        if target.materialized == "ephemeral":
+            return EPHEMERAL_PREFIX + name
+        return relation_name(name)
+
+    def _var(self, name: str, default: Any = _RenderState) -> Any:
+        if name in self.vars:
+            return self.vars[name]
+        if default is not _RenderState:
+            return default
+        raise CompileError(f"var({name!r}) is not set and has no default",
+                           hint=f"set `vars: {{{name}: ...}}` in project.yml or pass --vars '{{{name}: ...}}'")
+
+    def _env_var(self, name: str, default: Any = _RenderState) -> Any:
+        if name in os.environ:
+            return os.environ[name]
+        if default is not _RenderState:
+            return default
+        raise CompileError(f"env_var({name!r}): environment variable is not set and has no default",
+                           hint=f"export {name}=... or give a default: env_var('{name}', '...')")
+
+    def _config(self, **kwargs: Any) -> str:
+        assert self.state is not None
+        self.state.config = merge_config(self.state.config, kwargs)
+        return ""
+
+    def _is_incremental(self) -> bool:
+        assert self.state is not None
+        node = self.state.node
+        merged = merge_config(node.config, self.state.config)
+        return (merged.get("materialized") == "incremental" and not self.full_refresh
+                and node.name in self.existing)
+
+    def seed_hash(self, node: Node) -> str:
+        from .seeds import seed_content_hash
+
+        return seed_content_hash(node, self.project.root)
+
+    # ---- compiling ---------------------------------------------------------------------------
+    def compile_node(self, node: Node) -> CompiledNode:
+        if node.language == "python":
+            return CompiledNode(node=node, sql="", refs=node.static_refs)
+        if node.resource_type == "seed":
+            return CompiledNode(node=node, sql="", refs=())
+        if node.generic_test is not None:
+            from .datatests import generic_test_sql
+
+            for name in node.static_refs:
+                self._check_ref_exists(name, node)
+            return CompiledNode(node=node, sql=generic_test_sql(node, relation_name), refs=node.static_refs)
+        return self._render(node)
+
+    def _check_ref_exists(self, name: str, node: Node) -> None:
+        if name not in self.names:
+            close = difflib.get_close_matches(name, list(self.names), n=1)
+            raise CompileError(f"test {node.name} refers to {name!r}, which is no model or seed",
+                               path=node.generic_test.source_path if node.generic_test else node.path,
+                               line=node.generic_test.line if node.generic_test else None,
+                               hint=f"did you mean {close[0]!r}?" if close else None)
+
+    def _render(self, node: Node) -> CompiledNode:
+        self.sources[node.path] = node.raw_code
+        self.state = _RenderState(node=node)
+        try:
+            sql = self._template(node.path, node).render()
+        except CompileError as err:
+            raise CompileError(err.message, path=node.path, line=_template_line(err, node.path),
+                               hint=err.hint) from None
+        except jinja2.UndefinedError as err:
+            raise CompileError(f"undefined Jinja name: {err.message}", path=node.path,
+                               line=_template_line(err, node.path),
+                               hint="define it with {% set %}, pass it with var(), or add a macro") from None
+        except jinja2.TemplateError as err:
+            raise CompileError(f"Jinja error: {err}", path=node.path, line=_template_line(err, node.path)) from None
+        state, self.state = self.state, None
+        config = merge_config(node.config, state.config)
+        config_cls = TestConfig if node.resource_type == "test" else ModelConfig
+        validate(config_cls, config, path=Path(node.path), prefix="config()")
+        compiled_node = replace(node, config=config)
+        check_model_sql(compiled_node, sql, set(self.names))
+        functions = tuple(sorted(set(m.lower() for m in self._function_pattern.findall(sql))))
+        return CompiledNode(node=compiled_node, sql=sql, refs=tuple(dict.fromkeys(state.refs)),
+                            macros_used=tuple(sorted(state.macros)), functions_used=functions)
+
+
+class _This:
+    """`{{ this }}`: the relation the current node builds."""
+
+    def __init__(self, compiler: Compiler) -> None:
+        self.compiler = compiler
+
+    def __str__(self) -> str:
+        state = self.compiler.state
+        return relation_name(state.node.name) if state else ""
+
+    @property
+    def name(self) -> str:
+        state = self.compiler.state
+        return state.node.name if state else ""
+
+
+def _template_line(err: BaseException, filename: str) -> int | None:
+    """The template line of the innermost traceback frame that belongs to `filename`."""
+    line = getattr(err, "lineno", None)
+    tb = err.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _function_regex(functions: dict[str, str]) -> re.Pattern[str]:
+    if not functions:
+        return re.compile(r"(?!x)x")
+    names = "|".join(re.escape(n) for n in sorted(functions, key=len, reverse=True))
+    return re.compile(rf"\b({names})\s*\(", re.IGNORECASE)
+
+
+_LEADING_WITH = re.compile(r"^(\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*)with(\s+recursive)?\s", re.IGNORECASE | re.DOTALL)
+
+
+def inline_ephemerals(sql: str, ephemeral_sql: dict[str, str]) -> str:
+    """Prepend a CTE for every ephemeral model the SQL refers to (their SQL already inlined)."""
+    used = [name for name in ephemeral_sql if EPHEMERAL_PREFIX + name in sql]
+    if not used:
+        return sql
+    ctes = ",\n".join(f"{EPHEMERAL_PREFIX}{name} AS (\n{ephemeral_sql[name]}\n)" for name in used)
+    match = _LEADING_WITH.match(sql)
+    if match:
+        return f"{sql[:match.end()]}{ctes},\n{sql[match.end():]}"
+    return f"WITH {ctes}\n{sql}"
