@@ -79,6 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     except DataprojError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:
+        if type(err).__module__.split(".")[0] not in ("duckdb", "_duckdb"):
+            raise
+        print(f"error: {err}", file=sys.stderr)  # the database's message names the SQL at fault
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished nodes are kept; tables being built were left as they were", file=sys.stderr)
         return 130
@@ -176,16 +181,31 @@ def _print_rows(columns: list[str], rows: list[tuple[Any, ...]], fmt: str, title
         writer.writerow(columns)
         writer.writerows(rows)
     else:
-        from rich.console import Console
-        from rich.table import Table
+        _print_table(columns, rows, title)
 
+
+def _print_table(columns: list[str], rows: list[tuple[Any, ...]], title: str | None) -> None:
+    """A table when it fits the terminal, otherwise one block of `column: value` lines per row."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    if sum(min(w, 60) + 3 for w in widths) <= console.width:
         table = Table(title=title, title_justify="left")
         for column in columns:
             table.add_column(column, overflow="fold")
-        for row in rows:
-            table.add_row(*[_cell(v) for v in row])
-        Console().print(table)
-        print(f"{len(rows)} row{'s' if len(rows) != 1 else ''}")
+        for row in cells:
+            table.add_row(*row)
+        console.print(table)
+    else:
+        pad = max(len(c) for c in columns)
+        for number, row in enumerate(cells, start=1):
+            console.print(f"[bold]-- row {number} --[/]")
+            for column, value in zip(columns, row, strict=True):
+                console.print(f"{column:>{pad}}: {value}", markup=False)
+    print(f"{len(rows)} row{'s' if len(rows) != 1 else ''}")
 
 
 def _cell(value: Any) -> str:

@@ -214,7 +214,7 @@ class Compiler:
         state, self.state = self.state, None
         config = merge_config(node.config, state.config)
         config_cls = TestConfig if node.resource_type == "test" else ModelConfig
-        validate(config_cls, config, path=Path(node.path), prefix="config()")
+        config = validate(config_cls, config, path=Path(node.path), prefix="config()").model_dump(mode="json")
         compiled_node = replace(node, config=config)
         check_model_sql(compiled_node, sql, set(self.names))
         functions = tuple(sorted(set(m.lower() for m in self._function_pattern.findall(sql))))

@@ -76,6 +76,12 @@ def _add(project: Project, nodes: list[Node]) -> None:
         project.nodes[node.unique_id] = node
 
 
+def resolved(config_cls: type[BaseModel], config: dict[str, Any], path: str | Path, prefix: str = "",
+             source: Any = None) -> dict[str, Any]:
+    """Validate a merged config and return it with every default filled in (JSON-ready)."""
+    return validate(config_cls, config, path=Path(path), prefix=prefix, source=source).model_dump(mode="json")
+
+
 def _folder_config(project: Project, section: str, fqn: tuple[str, ...],
                    config_cls: type[BaseModel]) -> dict[str, Any]:
     """Merge the project.yml tree's configs along a node's folders (and its own name)."""
@@ -89,7 +95,7 @@ def _folder_config(project: Project, section: str, fqn: tuple[str, ...],
         key_path += "." + part
         configs, children = split_config_tree(children[part], config_cls, path=path, key_path=key_path)
         merged = merge_config(merged, configs)
-    return merged
+    return resolved(config_cls, merged, project.root / "project.yml", prefix=section)
 
 
 def _check_config_tree(project: Project, section: str, known: set[tuple[str, ...]],
@@ -129,7 +135,8 @@ def _discover_models(project: Project) -> list[Node]:
         if path.suffix == ".py":
             language = "python"
             static_refs, py_config = _python_model_info(code, rel)
-            config = merge_config(merge_config(config, {"materialized": "table"}), py_config)
+            config = resolved(ModelConfig, merge_config(merge_config(config, {"materialized": "table"}), py_config),
+                              rel, prefix="config")
         nodes.append(Node(unique_id=f"model.{path.stem}", name=path.stem, resource_type="model", path=rel,
                           fqn=fqn, config=config, language=language, raw_code=code, static_refs=static_refs))
     _check_config_tree(project, "models", _prefixes([n.fqn for n in nodes]), ModelConfig)
@@ -215,9 +222,8 @@ def _apply_properties(project: Project) -> None:
                 if node is None:
                     raise ConfigError(f"{section}: no {section[:-1]} named {entry.name!r}", path=rel,
                                       line=line_of(raw_entry, "name"), hint=_closest(entry.name, project))
-                config = merge_config(node.config, entry.config)
-                validate(cls, config, path=Path(rel), prefix=f"{entry.name}.config",
-                         source=raw_entry.get("config", {}))
+                config = resolved(cls, merge_config(node.config, entry.config), rel, prefix=f"{entry.name}.config",
+                                  source=raw_entry.get("config", {}))
                 columns = {c.name: c.description for c in entry.columns}
                 project.nodes[node.unique_id] = replace(node, config=config, description=entry.description,
                                                         columns=columns)
@@ -234,8 +240,8 @@ def _closest(name: str, project: Project) -> str | None:
 
 def _generic_test_node(project: Project, test: Any) -> Node:
     name = "_".join(p for p in (test.kind, test.model, test.column) if p)
-    config = merge_config(dict(project.config.tests), test.config)
-    validate(TestConfig, config, path=Path(test.source_path), prefix=f"{name}.config")
+    config = resolved(TestConfig, merge_config(dict(project.config.tests), test.config), test.source_path,
+                      prefix=f"{name}.config")
     refs = (test.model, test.args["to"]) if test.kind == "relationships" else (test.model,)
     return Node(unique_id=f"test.{name}", name=name, resource_type="test", path=test.source_path,
                 fqn=("tests", name), config=config, language="generic", generic_test=test, static_refs=refs)
@@ -257,7 +263,7 @@ def _discover_singular_tests(project: Project) -> list[Node]:
     tests_dir = project.dir("tests")
     nodes = []
     for path in sorted(tests_dir.rglob("*.sql")) if tests_dir.is_dir() else []:
-        config = merge_config(dict(project.config.tests), {})
+        config = resolved(TestConfig, dict(project.config.tests), project.root / "project.yml", prefix="tests")
         nodes.append(Node(unique_id=f"test.{path.stem}", name=path.stem, resource_type="test",
                           path=project.rel(path), fqn=("tests", path.stem), config=config,
                           raw_code=path.read_text(encoding="utf-8")))
