@@ -20,6 +20,7 @@ COMMANDS = {
     "query": "run SQL against the warehouse",
     "export": "write built models to warehouse/exports",
     "clean": "remove warehouse/target and exports",
+    "cache": "inspect or clear the durable call cache",
 }
 
 
@@ -40,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--threads", type=int, help="concurrent nodes (default: project.yml threads)")
             cmd.add_argument("--full-refresh", action="store_true", help="rebuild incremental models")
             cmd.add_argument("--log-format", choices=["text", "json"], default="text")
+            cmd.add_argument("--refresh-cache", nargs="*", metavar="FUNCTION",
+                             help="recompute cached calls (all, or of these SQL functions)")
+            cmd.add_argument("--retry-failed", action="store_true",
+                             help="recompute calls that failed before (failures are replayed from the cache)")
         _add_specific(name, cmd)
     return parser
 
@@ -58,6 +63,9 @@ def _add_specific(name: str, cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("--format", choices=["table", "csv", "json"], default="table")
     elif name == "export":
         cmd.add_argument("--format", nargs="+", choices=["jsonl", "parquet"], default=[])
+    elif name == "cache":
+        cmd.add_argument("action", choices=["stats", "clear"])
+        cmd.add_argument("function", nargs="?", help="clear: only this SQL function's results")
     elif name == "clean":
         cmd.add_argument("--warehouse", action="store_true", help="also delete the database and its state")
 
@@ -104,7 +112,16 @@ def _options(args: argparse.Namespace) -> Any:
     return Options(project_dir=args.project_dir, select=getattr(args, "select", None),
                    exclude=getattr(args, "exclude", None), vars=cli_vars, threads=getattr(args, "threads", None),
                    full_refresh=getattr(args, "full_refresh", False), state_dir=getattr(args, "state", None),
-                   resource_types=set(args.resource_type) if getattr(args, "resource_type", None) else None)
+                   resource_types=set(args.resource_type) if getattr(args, "resource_type", None) else None,
+                   refresh_cache=_refresh(getattr(args, "refresh_cache", None)),
+                   retry_failed=getattr(args, "retry_failed", False))
+
+
+def _refresh(value: list[str] | None) -> bool | list[str]:
+    """--refresh-cache alone means every function; with names, only those."""
+    if value is None:
+        return False
+    return value or True
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -137,6 +154,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         for path in commands.export(options, args.format):
             print(f"exported {path}")
         return 0
+    if args.command == "cache":
+        return _cache(options, args.action, args.function)
     if args.command == "clean":
         for path in commands.clean(options, warehouse=args.warehouse):
             print(f"removed {path}")
@@ -153,6 +172,18 @@ def _execute(options: Any, args: argparse.Namespace) -> int:
     if note:
         print(note)
     return exit_code(results)
+
+
+def _cache(options: Any, action: str, function: str | None) -> int:
+    from .commands import cache_clear, cache_stats
+
+    if action == "clear":
+        removed = cache_clear(options, function)
+        print(f"removed {removed:,} cached results" + (f" of {function}" if function else ""))
+        return 0
+    columns, rows = cache_stats(options)
+    _print_rows(columns, rows, "table", title="call cache")
+    return 0
 
 
 def _ls(options: Any, output: str) -> int:

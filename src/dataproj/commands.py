@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,8 @@ class Options:
     full_refresh: bool = False
     state_dir: Path | None = None
     resource_types: set[str] | None = None
+    refresh_cache: bool | list[str] = False  # True: every function; a list: those functions
+    retry_failed: bool = False
 
 
 @dataclass
@@ -48,13 +52,24 @@ class Session:
         return self.project.dir("target")
 
 
-def open_warehouse(project: Project, *, read_only: bool = False) -> Warehouse:
-    from .functions import cursor_setup
+@contextmanager
+def open_warehouse(project: Project, options: Options | None = None) -> Iterator[Warehouse]:
+    """The warehouse with every project function registered on each cursor; closes both."""
+    from .functions import make_runtime
 
-    if read_only and not project.warehouse_path.exists():
-        raise DataprojError("the warehouse does not exist yet", path=project.rel(project.warehouse_path),
-                            hint="build it first: dataproj build")
-    return Warehouse(project.warehouse_path, read_only=read_only, cursor_setup=cursor_setup(project))
+    runtime = make_runtime(project, refresh=options.refresh_cache if options else False,
+                           retry_failed=options.retry_failed if options else False)
+    try:
+        warehouse = Warehouse(project.warehouse_path, cursor_setup=[runtime.register])
+    except BaseException:
+        runtime.close()
+        raise
+    warehouse.runtime = runtime
+    try:
+        yield warehouse
+    finally:
+        warehouse.close()
+        runtime.close()
 
 
 def prepare(options: Options, command: str, *, project: Project | None = None,
@@ -97,7 +112,7 @@ def execute_command(options: Options, command: str, reporter: Reporter) -> tuple
     """seed / run / test / build. Returns the node results and a note (e.g. nothing selected)."""
     project = load_project(options.project_dir)
     started = time.perf_counter()
-    with open_warehouse(project) as warehouse:
+    with open_warehouse(project, options) as warehouse:
         existing = warehouse.relations()
         session = prepare(options, command, project=project, existing=existing)
         graph = add_test_gates(session.graph) if command == "build" else session.graph
@@ -107,14 +122,29 @@ def execute_command(options: Options, command: str, reporter: Reporter) -> tuple
             return [], nothing_selected(options)
         ctx = RunContext(root=session.project.root, warehouse=warehouse, graph=graph,
                          variables=session.compiler.vars, exports_dir=session.project.dir("exports"),
-                         full_refresh=options.full_refresh, existing=existing)
+                         full_refresh=options.full_refresh, existing=existing, runtime=warehouse.runtime)
         threads = options.threads or session.project.config.threads
-        results = execute(ctx, graph.sorted(session.selected), threads, reporter)
+        try:
+            results = execute(ctx, graph.sorted(session.selected), threads, reporter)
+        finally:
+            publish_ledger(warehouse)
     artifacts.write_run_results(results, time.perf_counter() - started, session.target_dir, command,
                                 {"select": options.select, "exclude": options.exclude, "vars": options.vars,
                                  "full_refresh": options.full_refresh, "threads": threads})
     artifacts.update_state(options.state_dir or session.project.dir("state"), session.manifest, results)
     return results, None
+
+
+def publish_ledger(warehouse: Warehouse) -> None:
+    """Copy the call ledger (kept with the cache) into the warehouse as `dataproj_calls`."""
+    from .runtime.ledger import LEDGER_TABLE
+
+    calls = warehouse.runtime.ledger.to_arrow()
+    warehouse.con.register("__dp_calls", calls)
+    try:
+        warehouse.con.execute(f"create or replace table main.{LEDGER_TABLE} as select * from __dp_calls")
+    finally:
+        warehouse.con.unregister("__dp_calls")
 
 
 def exit_code(results: list[NodeResult]) -> int:
@@ -124,7 +154,7 @@ def exit_code(results: list[NodeResult]) -> int:
 def query(options: Options, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     """`dataproj query`: plain SQL against the warehouse, with every project function registered."""
     project = load_project(options.project_dir)
-    with open_warehouse(project) as warehouse:
+    with open_warehouse(project, options) as warehouse:
         relation = warehouse.con.sql(sql)
         if relation is None:
             return [], []
@@ -134,7 +164,7 @@ def query(options: Options, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]
 def show(options: Options, model: str, limit: int) -> tuple[list[str], list[tuple[Any, ...]]]:
     """`dataproj show`: the first rows of a model (ephemeral ones are computed from their SQL)."""
     project = load_project(options.project_dir)
-    with open_warehouse(project) as warehouse:
+    with open_warehouse(project, options) as warehouse:
         existing = warehouse.relations()
         session = prepare(Options(project_dir=options.project_dir, vars=options.vars), "ls", project=project,
                           existing=existing)
@@ -157,7 +187,7 @@ def export(options: Options, formats: list[str]) -> list[Path]:
 
     project = load_project(options.project_dir)
     paths: list[Path] = []
-    with open_warehouse(project) as warehouse:
+    with open_warehouse(project, options) as warehouse:
         existing = warehouse.relations()
         session = prepare(options, "ls", project=project, existing=existing)
         for uid in session.selected:
@@ -187,3 +217,39 @@ def clean(options: Options, *, warehouse: bool = False) -> list[Path]:
             path.unlink()
             removed.append(path)
     return removed
+
+
+def cache_stats(options: Options) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """`dataproj cache stats`: entries and failures per function, and what the ledger says was paid."""
+    from .runtime.cache import CallCache
+    from .runtime.ledger import Ledger
+
+    project = load_project(options.project_dir)
+    cache = CallCache(project.dir("cache") / "calls.duckdb")
+    try:
+        calls = Ledger(cache).to_arrow()
+        spent: dict[str, tuple[int, float]] = {}
+        for function, cost in zip(calls.column("function").to_pylist(), calls.column("cost_usd").to_pylist(),
+                                  strict=True):
+            count, total = spent.get(function, (0, 0.0))
+            spent[function] = (count + 1, total + (cost or 0.0))
+        rows = []
+        for table, entries, failed in cache.stats():
+            function = table[3:].rsplit("_", 1)[0]
+            count, total = spent.get(function, (0, 0.0))
+            rows.append((function, entries, failed, count, round(total, 4)))
+        return ["function", "cached results", "failed", "ledger calls", "cost usd"], rows
+    finally:
+        cache.close()
+
+
+def cache_clear(options: Options, function: str | None) -> int:
+    """`dataproj cache clear [FUNCTION]`: forget cached results (the ledger of what was paid stays)."""
+    from .runtime.cache import CallCache
+
+    project = load_project(options.project_dir)
+    cache = CallCache(project.dir("cache") / "calls.duckdb")
+    try:
+        return cache.clear(function)
+    finally:
+        cache.close()

@@ -27,6 +27,7 @@ class ModelConfig(_Strict):
     export: tuple[ExportFormat, ...] = ()
     unique_key: str | tuple[str, ...] | None = None
     incremental_strategy: Literal["append", "delete+insert"] | None = None
+    failure_budget: float = Field(0.2, ge=0, le=1)  # fraction of failed function calls that fails the node
     description: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
 
@@ -64,6 +65,7 @@ class Paths(_Strict):
     target: str = "warehouse/target"
     exports: str = "warehouse/exports"
     state: str = "warehouse/state"
+    cache: str = "warehouse/cache"
 
 
 class ProjectConfig(_Strict):

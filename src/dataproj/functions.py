@@ -1,12 +1,18 @@
-"""SQL functions registered on every warehouse cursor (the UDF runtime fills this in)."""
+"""The SQL functions of a project, ready to register on warehouse cursors."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
 
 from .project import Project
 
 
-def cursor_setup(project: Project) -> list[Any]:
-    """Callables that register the project's functions on a new DuckDB cursor."""
-    return []
+def make_runtime(project: Project, *, refresh: bool | Iterable[str] = False, retry_failed: bool = False):  # noqa: ANN201
+    """A Runtime with the engine's built-ins and the project's udfs/*.py functions."""
+    from .runtime.registry import all_specs
+    from .runtime.runtime import Runtime
+
+    specs = all_specs(project.dir("udfs"), project.root)
+    return Runtime(project.root, specs, project.dir("cache") / "calls.duckdb",
+                   backends=project.config.backends, prices=project.config.prices, refresh=refresh,
+                   retry_failed=retry_failed)

@@ -36,6 +36,10 @@ class NodeResult:
     failures: int | None = None
     failing_rows: list[dict[str, Any]] = field(default_factory=list)
     exports: list[str] = field(default_factory=list)
+    calls: int = 0  # real function calls (not cache hits)
+    cache_hits: int = 0
+    failed_calls: int = 0
+    cost_usd: float = 0.0
 
 
 class Reporter(Protocol):
@@ -54,6 +58,7 @@ class RunContext:
     exports_dir: Path
     full_refresh: bool = False
     existing: dict[str, str] = field(default_factory=dict)  # relation name -> 'table' | 'view'
+    runtime: Any = None  # dataproj.runtime.runtime.Runtime, when functions are registered
 
     def ephemeral_sql(self) -> dict[str, str]:
         return {c.node.name: c.sql for c in self.graph.nodes.values() if c.node.materialized == "ephemeral"}
@@ -123,8 +128,11 @@ def run_node(ctx: RunContext, compiled: CompiledNode) -> NodeResult:
     result = NodeResult(unique_id=node.unique_id, name=node.name, resource_type=node.resource_type,
                         materialized=node.materialized, status="success", started_at=_now())
     started = time.perf_counter()
+    stats = None
     try:
         cur = ctx.warehouse.cursor()
+        if ctx.runtime is not None:
+            stats = ctx.runtime.begin_node(cur, node.name, failure_budget=node.config.get("failure_budget", 0.2))
         if node.resource_type == "test":
             _run_test(cur, compiled, result)
         else:
@@ -135,6 +143,9 @@ def run_node(ctx: RunContext, compiled: CompiledNode) -> NodeResult:
         result.status, result.message = "error", f"{node.path}: {type(err).__name__}: {err}"
     result.execution_time = time.perf_counter() - started
     result.completed_at = _now()
+    if stats is not None:
+        result.calls, result.cache_hits, result.failed_calls = stats.calls, stats.cache_hits, stats.failed
+        result.cost_usd = round(stats.cost_usd, 6)
     return result
 
 

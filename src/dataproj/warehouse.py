@@ -17,16 +17,12 @@ CursorSetup = Callable[[Any], None]
 class Warehouse:
     def __init__(self, path: Path, *, read_only: bool = False,
                  cursor_setup: list[CursorSetup] | None = None) -> None:
-        import duckdb
-
         self.path = path
+        self.runtime: Any = None  # the function runtime registered on its cursors, if any
         self.cursor_setup = list(cursor_setup or [])
         if not read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.con = duckdb.connect(str(path), read_only=read_only)
-        except duckdb.IOException as err:
-            raise _lock_error(path, err) from None
+        self.con = open_duckdb(path, read_only=read_only)
         self._cursors: list[Any] = []
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -66,12 +62,22 @@ class Warehouse:
         self.close()
 
 
+def open_duckdb(path: Path, *, read_only: bool = False) -> Any:
+    """Connect to a DuckDB file; a lock held by another process becomes a WarehouseError saying who and what to do."""
+    import duckdb
+
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as err:
+        raise _lock_error(path, err) from None
+
+
 def _lock_error(path: Path, err: Exception) -> WarehouseError:
     text = str(err)
     if "lock" not in text.lower():
-        return WarehouseError(f"cannot open the warehouse: {text}", path=path)
+        return WarehouseError(f"cannot open the database: {text}", path=path)
     holder = re.search(r"held in (.+?) \(PID (\d+)\)", text)
     who = f"{holder.group(1)} (PID {holder.group(2)})" if holder else "another process"
-    return WarehouseError(f"the warehouse is locked by {who}", path=path,
+    return WarehouseError(f"the database is locked by {who}", path=path,
                           hint="wait for that process to finish or stop it (another `dataproj run`, a DuckDB "
                           "shell or a notebook holding the file), or set `warehouse:` in project.yml to another file")

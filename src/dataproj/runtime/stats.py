@@ -1,0 +1,57 @@
+"""Per-node call statistics: what the progress bar, run_results.json and the failure budget read."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+class FailureBudgetExceeded(RuntimeError):
+    """Too many calls of a node failed: stop paying for a broken prompt or endpoint."""
+
+
+@dataclass
+class NodeStats:
+    node: str
+    failure_budget: float = 0.2
+    min_calls: int = 10  # the budget applies once this many real calls were made
+    rows: int = 0
+    calls: int = 0
+    cache_hits: int = 0
+    failed: int = 0
+    replayed_failures: int = 0
+    cost_usd: float = 0.0
+    last_error: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add_rows(self, rows: int, hits: int, replayed_failures: int) -> None:
+        with self.lock:
+            self.rows += rows
+            self.cache_hits += hits
+            self.replayed_failures += replayed_failures
+
+    def add_calls(self, calls: int, failed: int, cost_usd: float, last_error: str | None) -> None:
+        """Count finished real calls; raises FailureBudgetExceeded when too many of them failed."""
+        with self.lock:
+            self.calls += calls
+            self.cost_usd += cost_usd
+            self.failed += failed
+            self.last_error = last_error or self.last_error
+            over = self.calls >= self.min_calls and self.failed > self.failure_budget * self.calls
+        if over:
+            raise FailureBudgetExceeded(
+                f"failure budget exceeded in {self.node}: {self.failed} of {self.calls} calls failed "
+                f"(more than {self.failure_budget:.0%}); last error: {self.last_error}. Finished calls are "
+                "cached; fix the cause and rerun, or raise the node's failure_budget")
+
+    def calls_per_second(self) -> float:
+        elapsed = time.perf_counter() - self.started
+        return self.calls / elapsed if elapsed > 0 else 0.0
+
+    def summary(self) -> str:
+        text = f"{self.calls:,} calls, {self.cache_hits:,} cache hits, {self.failed:,} failed"
+        if self.replayed_failures:
+            text += f" ({self.replayed_failures:,} failures replayed from cache; --retry-failed retries them)"
+        return text + f", ${self.cost_usd:,.2f}"
