@@ -7,6 +7,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .compiler import CompiledNode
@@ -27,12 +28,17 @@ def _verb(result: NodeResult) -> str:
         result.materialized, result.materialized)
 
 
+def call_summary(calls: int, hits: int, failed: int, cost: float) -> str:
+    return f"{calls:,} calls, {hits:,} cache hits, {failed:,} failed, ${cost:,.2f}"
+
+
 class _Running:
-    """The live panel: nodes that have been running for more than a second, with elapsed time."""
+    """The live panel: nodes running for more than a second, with elapsed time and their function calls."""
 
     def __init__(self) -> None:
         self.started: dict[str, tuple[float, CompiledNode]] = {}
         self.lock = threading.Lock()
+        self.live_stats: Callable[[str], Any] | None = None
 
     def __rich__(self) -> Any:
         from rich.table import Table
@@ -42,8 +48,15 @@ class _Running:
         with self.lock:
             items = [(now - t, c) for t, c in self.started.values() if now - t >= LONG_RUNNING_S]
         for elapsed, compiled in sorted(items, key=lambda item: -item[0]):
-            table.add_row("[cyan]running[/]", compiled.node.name, f"{elapsed:5.1f}s")
+            table.add_row("[cyan]running[/]", compiled.node.name, f"{elapsed:5.1f}s", self._calls(compiled))
         return table
+
+    def _calls(self, compiled: CompiledNode) -> str:
+        stats = self.live_stats(compiled.node.name) if self.live_stats else None
+        if stats is None or not (stats.rows or stats.calls):
+            return ""
+        return (f"{stats.rows:,} rows · {stats.calls_per_second():.1f} calls/s · "
+                + call_summary(stats.calls, stats.cache_hits, stats.failed, stats.cost_usd))
 
 
 class RichReporter:
@@ -55,9 +68,10 @@ class RichReporter:
         self.running = _Running()
         self.live: Any = None
 
-    def start(self, total: int) -> None:
+    def start(self, total: int, live_stats: Callable[[str], Any] | None = None) -> None:
         from rich.live import Live
 
+        self.running.live_stats = live_stats
         self.console.print(f"[bold]{self.command}[/]: {total} node{'s' if total != 1 else ''}")
         if self.console.is_terminal:
             self.live = Live(self.running, console=self.console, refresh_per_second=4, transient=True)
@@ -75,6 +89,8 @@ class RichReporter:
         if result.failures:
             detail = f"{result.failures:,} failing"
         timing = f"{result.execution_time:.2f}s" if result.status != "skipped" else ""
+        if result.calls or result.cache_hits:
+            detail += " · " + call_summary(result.calls, result.cache_hits, result.failed_calls, result.cost_usd)
         width = len(str(total))
         line = (f"{index:>{width}}/{total} [{style}]{_LABEL.get(result.status, result.status):<5}[/] "
                 f"{_verb(result):<11} {result.name} [dim]{detail} {timing}[/]")
@@ -90,19 +106,29 @@ class RichReporter:
         if self.live is not None:
             self.live.stop()
         table = Table(title=f"{self.command} finished in {elapsed:.2f}s", title_justify="left")
-        for column in ("node", "status", "rows", "seconds"):
-            table.add_column(column, justify="right" if column in ("rows", "seconds") else "left")
+        with_calls = any(r.calls or r.cache_hits for r in results)
+        columns = ["node", "status", "rows", "seconds"] + (["calls", "hits", "failed", "cost $"] if with_calls else [])
+        for column in columns:
+            table.add_column(column, justify="left" if column in ("node", "status") else "right")
         for result in results:
             rows = f"{result.rows:,}" if result.rows is not None else (
                 f"{result.failures:,} failing" if result.failures else "")
-            table.add_row(result.name, f"[{_STYLE.get(result.status, 'white')}]{result.status}[/]", rows,
-                          f"{result.execution_time:.2f}" if result.status != "skipped" else "")
+            cells = [result.name, f"[{_STYLE.get(result.status, 'white')}]{result.status}[/]", rows,
+                     f"{result.execution_time:.2f}" if result.status != "skipped" else ""]
+            if with_calls:
+                cells += [f"{result.calls:,}", f"{result.cache_hits:,}", f"{result.failed_calls:,}",
+                          f"{result.cost_usd:,.2f}"]
+            table.add_row(*cells)
         if len(results) <= 200:
             self.console.print(table)
         counts: dict[str, int] = {}
         for result in results:
             counts[result.status] = counts.get(result.status, 0) + 1
-        self.console.print("  ".join(f"[{_STYLE.get(s, 'white')}]{s}[/] {n}" for s, n in sorted(counts.items())))
+        line = "  ".join(f"[{_STYLE.get(s, 'white')}]{s}[/] {n}" for s, n in sorted(counts.items()))
+        if any(r.calls or r.cache_hits for r in results):
+            line += "   " + call_summary(sum(r.calls for r in results), sum(r.cache_hits for r in results),
+                                        sum(r.failed_calls for r in results), sum(r.cost_usd for r in results))
+        self.console.print(line)
 
 
 class JsonReporter:
@@ -116,7 +142,7 @@ class JsonReporter:
         self.stream.write(json.dumps({"event": event, "command": self.command, **fields}, default=str) + "\n")
         self.stream.flush()
 
-    def start(self, total: int) -> None:
+    def start(self, total: int, live_stats: Callable[[str], Any] | None = None) -> None:
         self._emit("run_started", total=total)
 
     def node_started(self, compiled: CompiledNode) -> None:
@@ -131,4 +157,7 @@ class JsonReporter:
         counts: dict[str, int] = {}
         for result in results:
             counts[result.status] = counts.get(result.status, 0) + 1
-        self._emit("run_finished", elapsed=round(elapsed, 3), counts=counts)
+        self._emit("run_finished", elapsed=round(elapsed, 3), counts=counts,
+                   calls=sum(r.calls for r in results), cache_hits=sum(r.cache_hits for r in results),
+                   failed_calls=sum(r.failed_calls for r in results),
+                   cost_usd=round(sum(r.cost_usd for r in results), 6))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,7 +44,7 @@ class NodeResult:
 
 
 class Reporter(Protocol):
-    def start(self, total: int) -> None: ...
+    def start(self, total: int, live_stats: Callable[[str], Any] | None = None) -> None: ...
     def node_started(self, compiled: CompiledNode) -> None: ...
     def node_finished(self, result: NodeResult, index: int, total: int) -> None: ...
     def finish(self, results: list[NodeResult], elapsed: float) -> None: ...
@@ -73,7 +74,7 @@ def execute(ctx: RunContext, selected: list[str], threads: int, reporter: Report
     skip_reason: dict[str, str] = {}
     results: list[NodeResult] = []
     started = time.perf_counter()
-    reporter.start(len(selected))
+    reporter.start(len(selected), ctx.runtime.node_stats.get if ctx.runtime is not None else None)
 
     def release(uid: str) -> None:
         for child in sorted(graph.children[uid] & chosen):
