@@ -54,7 +54,7 @@ def manifest(graph: Graph, compiler: Compiler, target_dir: Path, command: str) -
             "depends_on": sorted(graph.parents[uid]), "macros_used": list(compiled.macros_used),
             "functions_used": list(compiled.functions_used), "checksum": compiled.checksum,
             "state_hash": own_state_hash(compiled, compiler), "fingerprint": graph.fingerprints[uid],
-            "compiled_path": (str(compiled_path(target_dir, node.path).relative_to(target_dir.parent))
+            "compiled_path": (compiled_path(target_dir, node.path).relative_to(compiler.project.root).as_posix()
                               if compiled.sql and node.generic_test is None else None),
         }
     edges = {uid: sorted(graph.children[uid]) for uid in graph.order}

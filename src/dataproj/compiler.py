@@ -22,6 +22,8 @@ from .project import Project
 from .sqlcheck import check_model_sql
 
 EPHEMERAL_PREFIX = "__dp_cte__"
+# ref() renders a token; once every node's own config() is known, the token becomes a relation or a CTE name.
+_REF_TOKEN = re.compile(r"__dp_ref__\[(.+?)\]__")
 
 
 def relation_name(name: str) -> str:
@@ -138,9 +140,7 @@ class Compiler:
                                hint=f"did you mean {close[0]!r}?" if close else "check the model's file name")
         assert self.state is not None
         self.state.refs.append(name)
-        if target.materialized == "ephemeral":
-            return EPHEMERAL_PREFIX + name
-        return relation_name(name)
+        return f"__dp_ref__[{name}]__"
 
     def _var(self, name: str, default: Any = _RenderState) -> Any:
         if name in self.vars:
@@ -203,7 +203,7 @@ class Compiler:
         try:
             sql = self._template(node.path, node).render()
         except CompileError as err:
-            raise CompileError(err.message, path=node.path, line=_template_line(err, node.path),
+            raise CompileError(err.message, path=node.path, line=err.line or _template_line(err, node.path),
                                hint=err.hint) from None
         except jinja2.UndefinedError as err:
             raise CompileError(f"undefined Jinja name: {err.message}", path=node.path,
@@ -215,11 +215,18 @@ class Compiler:
         config = merge_config(node.config, state.config)
         config_cls = TestConfig if node.resource_type == "test" else ModelConfig
         config = validate(config_cls, config, path=Path(node.path), prefix="config()").model_dump(mode="json")
-        compiled_node = replace(node, config=config)
-        check_model_sql(compiled_node, sql, set(self.names))
         functions = tuple(sorted(set(m.lower() for m in self._function_pattern.findall(sql))))
-        return CompiledNode(node=compiled_node, sql=sql, refs=tuple(dict.fromkeys(state.refs)),
+        return CompiledNode(node=replace(node, config=config), sql=sql, refs=tuple(dict.fromkeys(state.refs)),
                             macros_used=tuple(sorted(state.macros)), functions_used=functions)
+
+    def resolve_refs(self, compiled: CompiledNode, ephemeral: set[str]) -> CompiledNode:
+        """Turn ref tokens into relations (or CTE names for ephemeral models), then check the SQL."""
+        if not compiled.sql or compiled.node.generic_test is not None:
+            return compiled
+        sql = _REF_TOKEN.sub(lambda m: EPHEMERAL_PREFIX + m.group(1) if m.group(1) in ephemeral
+                             else relation_name(m.group(1)), compiled.sql)
+        check_model_sql(compiled.node, sql, set(self.names))
+        return replace(compiled, sql=sql)
 
 
 class _This:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -125,19 +126,24 @@ def _line_of_loc(source: Any, loc: tuple[Any, ...]) -> int | None:
 
 
 def _model_at(cls: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model a location points into, stepping through list items (`models.0.columns.1`)."""
     current: Any = cls
     for part in loc:
-        field = current.model_fields.get(part) if isinstance(part, str) else None
+        if isinstance(part, int):
+            continue  # an item of the list field stepped into before
+        field = current.model_fields.get(part) if isinstance(current, type) else None
         if field is None:
             return None
         current = field.annotation
+        if typing.get_origin(current) is list:
+            current = typing.get_args(current)[0]
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None
     return current
 
 
-def load_project_config(project_dir: Path) -> ProjectConfig:
-    """Read and validate project.yml in `project_dir`."""
+def load_project_config(project_dir: Path) -> tuple[ProjectConfig, dict[str, Any]]:
+    """Read and validate project.yml in `project_dir`; also returns the raw mapping (it knows key lines)."""
     path = project_dir / "project.yml"
     if not path.is_file():
         raise ConfigError("no project.yml found", path=project_dir,
@@ -145,7 +151,9 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
     data = load_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError("project.yml must be a mapping of keys (name, vars, paths, models, ...)", path=path)
-    return validate(ProjectConfig, data, path=path)
+    config = validate(ProjectConfig, data, path=path)
+    validate(TestConfig, data.get("tests") or {}, path=path, prefix="tests", source=data.get("tests"))
+    return config, data
 
 
 def split_config_tree(tree: dict[str, Any], config_cls: type[BaseModel], *, path: Path,

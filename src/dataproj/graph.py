@@ -45,6 +45,8 @@ def build_graph(project: Project, compiler: Compiler) -> Graph:
     """Compile every enabled node and connect them; raises on a cycle, with its full path."""
     compiled = {uid: compiler.compile_node(node) for uid, node in project.nodes.items()
                 if node.config.get("enabled", True)}
+    ephemeral = {c.node.name for c in compiled.values() if c.node.materialized == "ephemeral"}
+    compiled = {uid: compiler.resolve_refs(c, ephemeral) for uid, c in compiled.items()}
     by_name = {c.node.name: uid for uid, c in compiled.items() if c.node.resource_type != "test"}
     parents = {uid: {by_name[name] for name in c.refs if name in by_name} for uid, c in compiled.items()}
     graph = Graph(nodes=compiled, parents=parents)

@@ -32,6 +32,7 @@ TABULAR_SEEDS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "
 class Project:
     root: Path
     config: ProjectConfig
+    raw_config: dict[str, Any] = field(default_factory=dict)  # project.yml as loaded, with key lines
     nodes: dict[str, Node] = field(default_factory=dict)
     macro_files: dict[str, str] = field(default_factory=dict)  # relative path -> source
     function_hashes: dict[str, str] = field(default_factory=dict)  # SQL function name -> source hash
@@ -53,7 +54,8 @@ class Project:
 
 def load_project(root: Path) -> Project:
     root = root.resolve()
-    project = Project(root=root, config=load_project_config(root))
+    config, raw = load_project_config(root)
+    project = Project(root=root, config=config, raw_config=raw)
     _add(project, _discover_models(project))
     _add(project, _discover_seeds(project))
     _apply_properties(project)
@@ -85,7 +87,7 @@ def resolved(config_cls: type[BaseModel], config: dict[str, Any], path: str | Pa
 def _folder_config(project: Project, section: str, fqn: tuple[str, ...],
                    config_cls: type[BaseModel]) -> dict[str, Any]:
     """Merge the project.yml tree's configs along a node's folders (and its own name)."""
-    tree: Any = getattr(project.config, section)
+    tree: Any = project.raw_config.get(section) or {}
     path = project.root / "project.yml"
     key_path = section
     merged, children = split_config_tree(tree, config_cls, path=path, key_path=key_path)
@@ -113,7 +115,7 @@ def _check_config_tree(project: Project, section: str, known: set[tuple[str, ...
                                   hint="fix the folder name, or start config keys with '+'")
             walk(sub, prefix + (name,))
 
-    walk(getattr(project.config, section), ())
+    walk(project.raw_config.get(section) or {}, ())
 
 
 def _prefixes(fqns: list[tuple[str, ...]]) -> set[tuple[str, ...]]:

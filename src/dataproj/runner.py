@@ -176,14 +176,14 @@ def _build(ctx: RunContext, cur: Any, compiled: CompiledNode, result: NodeResult
 
 def _run_test(cur: Any, compiled: CompiledNode, result: NodeResult) -> None:
     node = compiled.node
-    failures = int(cur.execute(f"select count(*) from (\n{compiled.sql}\n) as failures").fetchone()[0])
+    failures = int(cur.execute(f"select count(*) from (\n{compiled.sql}\n) as failures").fetchall()[0][0])
     result.failures = failures
     if failures == 0:
         result.status = "pass"
         return
     limit = int(node.config.get("store_failures_limit", 5))
-    relation = cur.sql(f"select * from (\n{compiled.sql}\n) as failures limit {limit}")
-    columns = relation.columns
-    result.failing_rows = [dict(zip(columns, row, strict=True)) for row in relation.fetchall()]
+    rows = cur.execute(f"select * from (\n{compiled.sql}\n) as failures limit {limit}").fetchall()
+    columns = [d[0] for d in cur.description]
+    result.failing_rows = [dict(zip(columns, row, strict=True)) for row in rows]
     result.status = "warn" if node.config.get("severity") == "warn" else "fail"
     result.message = f"{describe_test(node)}: {failures} failing row{'s' if failures != 1 else ''}"
