@@ -88,11 +88,11 @@ class FunctionExecutor:
             else:
                 pending.setdefault(key, []).append(row)
         hits = int(usable.sum()) + len(resolved)
-        stats.add_rows(n, hits, failed_hits)
         if pending:
             if inputs is None:
                 inputs = [a.to_pylist() for a in arrays]
             self._compute_misses(stats, index, pending, inputs, keys_list if keys is None else None, resolved)
+        stats.add_rows(n, hits, failed_hits)  # rows done: counted once the batch is answered
         if not resolved:
             return index.values.take(pa.array(positions, pa.int64()))
         return self._assemble(index, positions, usable, resolved, n)
