@@ -45,6 +45,7 @@ class NamespaceIndex:
         self.values = values
         self.ok = ok
         self.added: dict[Any, tuple[bool, Any]] = {}  # key -> (ok, plain value)
+        self.fresh: set[Any] = set()  # keys computed by this process (kept even under --refresh-cache)
         self.lock = threading.Lock()
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
@@ -59,6 +60,13 @@ class NamespaceIndex:
     def add(self, key: Any, ok: bool, value: Any) -> None:
         with self.lock:
             self.added[key] = (ok, value)
+            self.fresh.add(key)
+
+    def get(self, key: Any, *, fresh_only: bool = False) -> tuple[bool, Any] | None:
+        """An entry added since loading (fresh_only: computed by this process)."""
+        if fresh_only and key not in self.fresh:
+            return None
+        return self.added.get(key)
 
 
 class CallCache:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -12,7 +13,8 @@ import numpy as np
 import pyarrow as pa
 
 from .cache import MISS, NamespaceIndex, StoredCall, _hashable
-from .ledger import CallRecord, end_usage, start_usage
+from .images import ImageError
+from .ledger import CallRecord, Usage, end_usage, start_usage
 from .limits import call_with_retries
 from .spec import FunctionSpec
 from .stats import FailureBudgetExceeded, NodeStats
@@ -20,6 +22,14 @@ from .types import to_arrow, to_plain
 
 if TYPE_CHECKING:
     from .runtime import Runtime
+
+# Per-row and batch functions store finished results (and check the failure budget) once the unstored calls
+# took FLUSH_COST_S of work or number FLUSH_ROWS: an expensive call is stored the moment it completes, while
+# a cheap one does not pay a database write per row.
+FLUSH_ROWS = 64
+FLUSH_COST_S = 0.005
+
+OnDone = Callable[[list[int], list["Outcome"]], None]
 
 
 class RowFailure(Exception):
@@ -51,79 +61,91 @@ class FunctionExecutor:
         if not self.spec.cached:
             inputs = [a.to_pylist() for a in arrays]
             outcomes = self._compute(stats, [tuple(col[i] for col in inputs) for i in range(len(arrays[0]))])
-            stats.add_rows(len(outcomes), 0, 0)
+            stats.add_rows(len(outcomes), 0, sum(not o.ok for o in outcomes))
             return to_arrow([o.value for o in outcomes], self.spec.result)
+        keys = None
         if self.hashed:
-            keys: Any = np.asarray(arrays[-1].to_numpy(zero_copy_only=False), dtype=np.uint64)
+            keys = np.asarray(arrays[-1].to_numpy(zero_copy_only=False), dtype=np.uint64)
             arrays = arrays[:-1]
-        return self._cached_batch(stats, arrays, keys if self.hashed else None)
+        return self._cached_batch(stats, arrays, keys)
 
     # ---- cached path -------------------------------------------------------------------------------
     def _cached_batch(self, stats: NodeStats, arrays: tuple[pa.Array, ...], keys: np.ndarray | None) -> pa.Array:
-        spec, runtime = self.spec, self.runtime
         n = len(arrays[0])
-        index = runtime.index(spec)
-        refresh = runtime.refreshes(spec)
-        retry_failed = runtime.retry_failed
+        index = self.runtime.index(self.spec)
+        refresh = self.runtime.refreshes(self.spec)
         inputs: list[list[Any]] | None = None
-        if keys is None:  # image arguments: key rows by content hash in Python
+        tuple_keys: list[tuple[Any, ...]] | None = None
+        if keys is None:  # image arguments: rows are keyed by content hash, in Python
             inputs = [a.to_pylist() for a in arrays]
-            keys_list = self._tuple_keys(inputs, n)
+            tuple_keys = self._tuple_keys(inputs, n)
             positions = np.full(n, MISS, dtype=np.int64)
         else:
             positions = np.full(n, MISS, dtype=np.int64) if refresh else index.lookup(keys)
         usable = positions >= 0
-        if retry_failed and usable.any():
+        if self.runtime.retry_failed and usable.any():
             usable &= index.ok[np.where(usable, positions, 0)]
-        failed_hits = int((~index.ok[positions[usable]]).sum()) if usable.any() else 0
-        other_rows = np.nonzero(~usable)[0]
-        resolved: dict[int, tuple[bool, Any]] = {}
-        pending: dict[Any, list[int]] = {}
-        for row in other_rows.tolist():
-            key = keys_list[row] if keys is None else int(keys[row])
-            entry = None if refresh else index.added.get(key)
-            if entry is not None and (entry[0] or not retry_failed):
-                resolved[row] = entry
-                failed_hits += 0 if entry[0] else 1
-            else:
-                pending.setdefault(key, []).append(row)
-        hits = int(usable.sum()) + len(resolved)
+        resolved, pending = self._resolve_rest(index, usable, keys, tuple_keys, refresh)
         if pending:
-            if inputs is None:
-                inputs = [a.to_pylist() for a in arrays]
-            self._compute_misses(stats, index, pending, inputs, keys_list if keys is None else None, resolved)
-        stats.add_rows(n, hits, failed_hits)  # rows done: counted once the batch is answered
+            inputs = inputs if inputs is not None else [a.to_pylist() for a in arrays]
+            self._compute_misses(stats, index, pending, inputs, tuple_keys, resolved)
+        calls = len(pending)
+        failed_rows = int((~index.ok[positions[usable]]).sum()) + sum(not ok for ok, _ in resolved.values())
+        stats.add_rows(n, n - calls, failed_rows)  # duplicates of a computed input count as hits
         if not resolved:
             return index.values.take(pa.array(positions, pa.int64()))
         return self._assemble(index, positions, usable, resolved, n)
 
+    def _resolve_rest(self, index: NamespaceIndex, usable: np.ndarray, keys: np.ndarray | None,
+                      tuple_keys: list[tuple[Any, ...]] | None,
+                      refresh: bool) -> tuple[dict[int, tuple[bool, Any]], dict[Any, list[int]]]:
+        """Rows the base index did not answer: entries added since it was loaded, or calls to make."""
+        resolved: dict[int, tuple[bool, Any]] = {}
+        pending: dict[Any, list[int]] = {}
+        retry_failed = self.runtime.retry_failed
+        for row in np.nonzero(~usable)[0].tolist():
+            key = tuple_keys[row] if tuple_keys is not None else int(keys[row])  # type: ignore[index]
+            entry = index.get(key, fresh_only=refresh)
+            if entry is not None and (entry[0] or not retry_failed or key in index.fresh):
+                resolved[row] = entry
+            else:
+                pending.setdefault(key, []).append(row)
+        return resolved, pending
+
     def _tuple_keys(self, inputs: list[list[Any]], n: int) -> list[tuple[Any, ...]]:
-        hashes = self.runtime.content_hashes
         columns = []
         for param, column in zip(self.spec.params, inputs, strict=True):
             if param.type.is_image:
-                columns.append([hashes.get(self.runtime.resolve(v)) if v is not None else None for v in column])
+                columns.append([self._content_key(v) for v in column])
             else:
                 columns.append([_hashable(v) for v in column])
         return [tuple(col[i] for col in columns) for i in range(n)]
+
+    def _content_key(self, value: Any) -> Any:
+        """An image argument's cache identity: its content hash (a list of them for a list of images)."""
+        if value is None:
+            return None
+        if isinstance(value, list):
+            return tuple(self._content_key(v) for v in value)
+        try:
+            return self.runtime.content_hashes.get(self.runtime.resolve(value))
+        except ImageError:
+            return f"unreadable:{value}"  # the call fails on its own row; a file that appears later is new
 
     def _compute_misses(self, stats: NodeStats, index: NamespaceIndex, pending: dict[Any, list[int]],
                         inputs: list[list[Any]], tuple_keys: list[tuple[Any, ...]] | None,
                         resolved: dict[int, tuple[bool, Any]]) -> None:
         keys = list(pending)
-        rows = [pending[k][0] for k in keys]
-        args = [tuple(col[r] for col in inputs) for r in rows]
-
-        def stored(position: int, outcome: Outcome) -> StoredCall:
-            key_row = rows[position]
-            stored_inputs = tuple_keys[key_row] if tuple_keys is not None else args[position]
-            return StoredCall(inputs=_stored_inputs(self.spec, stored_inputs, args[position]), ok=outcome.ok,
-                              value=outcome.value, error=outcome.error, latency_s=outcome.latency_s)
+        first_rows = [pending[k][0] for k in keys]
+        args = [tuple(col[r] for col in inputs) for r in first_rows]
 
         def finished(positions: list[int], outcomes: list[Outcome]) -> None:
-            self.runtime.cache.store(self.spec, self.spec.namespace, [stored(p, o) for p, o in zip(positions,
-                                                                                                   outcomes,
-                                                                                                   strict=True)])
+            calls = []
+            for position, outcome in zip(positions, outcomes, strict=True):
+                keyed = tuple_keys[first_rows[position]] if tuple_keys is not None else args[position]
+                calls.append(StoredCall(inputs=_stored_inputs(self.spec, keyed, args[position]), ok=outcome.ok,
+                                        value=outcome.value, error=outcome.error, latency_s=outcome.latency_s))
+            self.runtime.cache.store(self.spec, self.spec.namespace, calls)
             for position, outcome in zip(positions, outcomes, strict=True):
                 index.add(keys[position], outcome.ok, outcome.value)
                 for row in pending[keys[position]]:
@@ -144,51 +166,86 @@ class FunctionExecutor:
         return combined.take(pa.array(order))
 
     # ---- computing ---------------------------------------------------------------------------------
-    def _compute(self, stats: NodeStats, args: list[tuple[Any, ...]], on_done: Any = None) -> list[Outcome]:
-        """Real calls for `args`; `on_done(positions, outcomes)` runs as results arrive (to store them)."""
+    def _compute(self, stats: NodeStats, args: list[tuple[Any, ...]], on_done: OnDone | None = None) -> list[Outcome]:
+        """Real calls for `args`; results are stored (`on_done`) and counted as they complete."""
         if not args:
             return []
-        args = [self._resolved_args(a) for a in args]
+        args = [self._prepared_args(a) for a in args]
         if self.spec.kind == "io":
             return self._compute_concurrently(stats, args, on_done)
         if self.spec.kind == "batch":
-            outcomes = self._compute_batches(stats, args)
+            size = self.spec.batch_size or len(args)
+            chunks = [list(range(start, min(start + size, len(args)))) for start in range(0, len(args), size)]
         else:
-            outcomes = [self._call(stats, a) for a in args]
-        self._finish(stats, list(range(len(args))), outcomes, on_done)
+            chunks = [[row] for row in range(len(args))]
+
+        def call_chunk(rows: list[int]) -> list[Outcome]:
+            if self.spec.kind == "batch":
+                return self._call_batch([args[r] for r in rows])
+            return [self._call(args[rows[0]])]
+
+        return self._compute_in_order(stats, chunks, call_chunk, on_done)
+
+    def _compute_in_order(self, stats: NodeStats, chunks: list[list[int]],
+                          call_chunk: Callable[[list[int]], list[Outcome]], on_done: OnDone | None) -> list[Outcome]:
+        """Row and batch functions, in order; finished results are flushed as FLUSH_COST_S / FLUSH_ROWS say."""
+        outcomes: list[Outcome] = []
+        done_positions: list[int] = []
+        flushed = 0
+        unstored_cost = 0.0
+        unstored_failures = 0
+        for rows in chunks:
+            new = call_chunk(rows)
+            outcomes += new
+            done_positions += rows
+            unstored_cost += sum(o.latency_s for o in new)
+            unstored_failures += sum(not o.ok for o in new)
+            if (len(outcomes) - flushed >= FLUSH_ROWS or unstored_cost >= FLUSH_COST_S
+                    or stats.over_budget(len(outcomes) - flushed, unstored_failures)):
+                self._finish(stats, done_positions[flushed:], outcomes[flushed:], on_done)
+                flushed, unstored_cost, unstored_failures = len(outcomes), 0.0, 0
+        self._finish(stats, done_positions[flushed:], outcomes[flushed:], on_done)
         return outcomes
 
-    def _resolved_args(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return tuple(str(self.runtime.resolve(v)) if p.type.is_image and v is not None else v
-                     for p, v in zip(self.spec.params, args, strict=True))
+    def _prepared_args(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Image paths resolved against the project root; struct arguments as their model or dataclass."""
+        prepared = []
+        for param, value in zip(self.spec.params, args, strict=True):
+            if param.type.is_image and value is not None:
+                value = ([str(self.runtime.resolve(v)) if v is not None else None for v in value]
+                         if isinstance(value, list) else str(self.runtime.resolve(value)))
+            elif param.type.struct_of is not None and isinstance(value, dict):
+                model = param.type.struct_of
+                value = model.model_validate(value) if hasattr(model, "model_validate") else model(**value)
+            prepared.append(value)
+        return tuple(prepared)
 
-    def _compute_concurrently(self, stats: NodeStats, args: list[tuple[Any, ...]], on_done: Any) -> list[Outcome]:
+    def _compute_concurrently(self, stats: NodeStats, args: list[tuple[Any, ...]],
+                              on_done: OnDone | None) -> list[Outcome]:
         pool = self.runtime.pool(self.spec.backend)
         outcomes: list[Outcome | None] = [None] * len(args)
-        futures: dict[Future[Outcome], int] = {pool.submit(self._call, stats, a, True): i for i, a in enumerate(args)}
-        try:
-            while futures:
-                done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                positions = [futures.pop(f) for f in done]
-                results = [f.result() for f in done]
-                for position, outcome in zip(positions, results, strict=True):
-                    outcomes[position] = outcome
-                self._finish(stats, positions, results, on_done)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+        futures: dict[Future[Outcome], int] = {pool.submit(self._call, a): i for i, a in enumerate(args)}
+        budget_error: FailureBudgetExceeded | None = None
+        while futures:
+            done, _ = wait(futures, return_when=FIRST_COMPLETED)
+            finished = [(futures.pop(f), f) for f in done if not f.cancelled()]
+            for future in [f for f in done if f.cancelled()]:
+                futures.pop(future, None)
+            positions = [p for p, _ in finished]
+            results = [f.result() for _, f in finished]
+            for position, outcome in zip(positions, results, strict=True):
+                outcomes[position] = outcome
+            try:
+                self._finish(stats, positions, results, on_done, check_budget=budget_error is None)
+            except FailureBudgetExceeded as err:
+                budget_error = err  # stop queueing; calls already running still finish and are stored
+                for future in futures:
+                    future.cancel()
+        if budget_error is not None:
+            raise budget_error
         return [o for o in outcomes if o is not None]
 
-    def _compute_batches(self, stats: NodeStats, args: list[tuple[Any, ...]]) -> list[Outcome]:
-        size = self.spec.batch_size or len(args)
-        outcomes: list[Outcome] = []
-        for start in range(0, len(args), size):
-            chunk = args[start:start + size]
-            outcomes += self._call_batch(stats, chunk)
-        return outcomes
-
-    def _call_batch(self, stats: NodeStats, chunk: list[tuple[Any, ...]]) -> list[Outcome]:
+    def _call_batch(self, chunk: list[tuple[Any, ...]]) -> list[Outcome]:
         columns = [list(col) for col in zip(*chunk, strict=True)]
         usage, token = start_usage()
         started = time.perf_counter()
@@ -196,46 +253,52 @@ class FunctionExecutor:
             values = list(self.spec.func(*columns))
             if len(values) != len(chunk):
                 raise ValueError(f"batch udf {self.spec.name} returned {len(values)} values for {len(chunk)} rows")
-        except FailureBudgetExceeded:
-            raise
-        except Exception:
+        except Exception as err:
             if len(chunk) == 1:
-                return [self._call(stats, chunk[0])]
-            return [self._call(stats, row) for row in chunk]  # isolate the row that breaks the batch
+                message = _message(err)
+                return [Outcome(False, self._failure(message, getattr(err, "raw_response", None)), message,
+                                time.perf_counter() - started)]
+            return [o for row in chunk for o in self._call_batch([row])]  # isolate the row that breaks the batch
         finally:
             end_usage(token)
         latency = time.perf_counter() - started
-        record = self.runtime.make_record(self.spec, stats, usage, "ok", latency, 1, None, rows=len(chunk))
         outcomes = [Outcome(True, self._success(v, usage.raw_response), None, latency / len(chunk)) for v in values]
-        outcomes[0].record = record
+        if self.spec.ledgered:
+            outcomes[0].record = self.runtime.make_record(self.spec, usage, "ok", latency, 1, None, rows=len(chunk))
         return outcomes
 
-    def _call(self, stats: NodeStats, args: tuple[Any, ...], resolved: bool = True) -> Outcome:
+    def _call(self, args: tuple[Any, ...]) -> Outcome:
         spec = self.spec
         usage, token = start_usage()
         started = time.perf_counter()
-        attempts = 1
+        attempts = [1]
         try:
             if spec.backend is not None:
                 result = call_with_retries(lambda: spec.func(*args), self.runtime.limits(spec.backend),
-                                           self.runtime.limiter(spec.backend))
-                value, attempts = result.value, result.attempts
+                                           self.runtime.limiter(spec.backend),
+                                           on_retry=lambda attempt, *_: attempts.__setitem__(0, attempt + 1))
+                value = result.value
             else:
                 value = spec.func(*args)
-            outcome = Outcome(True, self._success(value, usage.raw_response), None, 0.0)
-        except FailureBudgetExceeded:
-            raise
+            outcome = self._outcome(value, usage)
         except Exception as err:  # a failed row is data: status, error and raw response
-            raw = getattr(err, "raw_response", None) or usage.raw_response
-            message = f"{type(err).__name__}: {err}" if not isinstance(err, RowFailure) else str(err)
-            outcome = Outcome(False, self._failure(message, raw), message, 0.0)
+            message = _message(err)
+            outcome = Outcome(False, self._failure(message, getattr(err, "raw_response", None) or usage.raw_response),
+                              message, 0.0)
         finally:
             end_usage(token)
         outcome.latency_s = time.perf_counter() - started
-        if spec.ledgered and (spec.backend is not None or spec.kind == "io"):
-            outcome.record = self.runtime.make_record(spec, stats, usage, "ok" if outcome.ok else "failed",
-                                                      outcome.latency_s, attempts, outcome.error)
+        if spec.ledgered and (spec.backend is not None or spec.kind == "io" or _reported(usage)):
+            outcome.record = self.runtime.make_record(spec, usage, "ok" if outcome.ok else "failed",
+                                                      outcome.latency_s, attempts[0], outcome.error)
         return outcome
+
+    def _outcome(self, value: Any, usage: Usage) -> Outcome:
+        """A returned struct whose status is 'failed' (a soft failure, like a judge's 'Failed') is a failure."""
+        plain = self._success(value, usage.raw_response)
+        if isinstance(plain, dict) and plain.get("status") == "failed":
+            return Outcome(False, plain, plain.get("error") or "failed", 0.0)
+        return Outcome(True, plain, None, 0.0)
 
     def _success(self, value: Any, raw: str | None) -> Any:
         plain = to_plain(value)
@@ -250,20 +313,32 @@ class FunctionExecutor:
         empty = dict.fromkeys(self.spec.result.arrow.names)
         return {**empty, "status": "failed", "error": message, "raw_response": raw}
 
-    def _finish(self, stats: NodeStats, positions: list[int], outcomes: list[Outcome], on_done: Any) -> None:
-        """Store first (what is paid for is kept), then count, then enforce the failure budget."""
+    def _finish(self, stats: NodeStats, positions: list[int], outcomes: list[Outcome], on_done: OnDone | None,
+                check_budget: bool = True) -> None:
+        """Store first (what is paid for is kept), then record and count; then enforce the failure budget."""
+        if not outcomes:
+            return
         if on_done is not None:
             on_done(positions, outcomes)
         records = [o.record for o in outcomes if o.record is not None]
-        if not records and self.spec.ledgered and outcomes:
-            records = [self.runtime.make_record(
-                self.spec, stats, None, "ok" if all(o.ok for o in outcomes) else "failed",
-                sum(o.latency_s for o in outcomes), 1, next((o.error for o in outcomes if not o.ok), None),
-                rows=len(outcomes))]
-        self.runtime.ledger.record(records)
+        unrecorded = [o for o in outcomes if o.record is None]
+        if unrecorded and self.spec.ledgered:  # cheap per-row calls: one ledger row for the group
+            failed = [o.error for o in unrecorded if not o.ok]
+            records.append(self.runtime.make_record(
+                self.spec, None, "failed" if failed else "ok", sum(o.latency_s for o in unrecorded), 1,
+                failed[-1] if failed else None, rows=len(unrecorded)))
+        self.runtime.ledger.record(records, node=stats.node)
         failures = [o.error for o in outcomes if not o.ok]
         stats.add_calls(len(outcomes), len(failures), sum(r.cost_usd for r in records),
-                        failures[-1] if failures else None)
+                        failures[-1] if failures else None, check_budget=check_budget)
+
+
+def _message(err: BaseException) -> str:
+    return str(err) if isinstance(err, RowFailure) else f"{type(err).__name__}: {err}"
+
+
+def _reported(usage: Usage) -> bool:
+    return bool(usage.model or usage.input_tokens or usage.output_tokens or usage.cached_input_tokens)
 
 
 def _stored_inputs(spec: FunctionSpec, keyed: tuple[Any, ...], original: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -88,7 +88,8 @@ class CallRecord:
     output_tokens: int = 0
     cost_usd: float = 0.0
     error: str | None = None
-    called_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # naive UTC: a TIMESTAMPTZ column would need pytz just to be read back into Python
+    called_at: datetime = field(default_factory=lambda: datetime.now(UTC).replace(tzinfo=None))
 
 
 _SCHEMA = pa.schema([
@@ -96,7 +97,7 @@ _SCHEMA = pa.schema([
     ("model", pa.string()), ("status", pa.string()), ("latency_s", pa.float64()), ("attempts", pa.int64()),
     ("rows", pa.int64()), ("input_tokens", pa.int64()), ("cached_input_tokens", pa.int64()),
     ("output_tokens", pa.int64()),
-    ("cost_usd", pa.float64()), ("error", pa.string()), ("called_at", pa.timestamp("us", tz="UTC")),
+    ("cost_usd", pa.float64()), ("error", pa.string()), ("called_at", pa.timestamp("us")),
 ])
 
 
@@ -115,12 +116,14 @@ class Ledger:
                     f"create table if not exists {LEDGER_TABLE} (function varchar, namespace varchar, node varchar, "
                     "backend varchar, model varchar, status varchar, latency_s double, attempts bigint, rows bigint, "
                     "input_tokens bigint, cached_input_tokens bigint, output_tokens bigint, cost_usd double, "
-                    "error varchar, called_at timestamptz)")
+                    "error varchar, called_at timestamp)")
             self._ready = True
 
-    def record(self, records: list[CallRecord]) -> None:
+    def record(self, records: list[CallRecord], *, node: str | None = None) -> None:
         if not records:
             return
+        for record in records:
+            record.node = record.node or node or "query"
         self._ensure()
         table = pa.Table.from_pylist([asdict(r) for r in records], schema=_SCHEMA)
         with self.cache._lock:

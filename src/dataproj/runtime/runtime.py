@@ -11,6 +11,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from .cache import CallCache, NamespaceIndex
 from .executor import FunctionExecutor
 from .images import ContentHashes, resolve_path
@@ -83,8 +84,8 @@ class Runtime:
     def resolve(self, path: str) -> Path:
         return resolve_path(path, self.root)
 
-    def make_record(self, spec: FunctionSpec, stats: NodeStats, usage: Usage | None, status: str,
-                    latency_s: float, attempts: int, error: str | None, rows: int = 1) -> CallRecord:
+    def make_record(self, spec: FunctionSpec, usage: Usage | None, status: str, latency_s: float, attempts: int,
+                    error: str | None, rows: int = 1) -> CallRecord:
         usage = usage or Usage()
         model = usage.model or spec.config.get("model")
         price = self.prices.get(model) if model else None
@@ -92,7 +93,7 @@ class Runtime:
         limiter = self.limiter(spec.backend) if spec.backend else None
         if limiter is not None and tokens:
             limiter.record_tokens(tokens)
-        return CallRecord(function=spec.sql_name, namespace=spec.namespace, node=stats.node, backend=spec.backend,
+        return CallRecord(function=spec.sql_name, namespace=spec.namespace, node="", backend=spec.backend,
                           model=model, status=status, latency_s=latency_s, attempts=attempts, rows=rows,
                           input_tokens=usage.input_tokens, cached_input_tokens=usage.cached_input_tokens,
                           output_tokens=usage.output_tokens, cost_usd=price.cost(usage) if price else 0.0,
@@ -121,7 +122,11 @@ class Runtime:
                     spec.hidden_name, _bound(executor, self, len(types) + len(extra) + 1),
                     [*types, *extra, duckdb.sqltype("VARCHAR")], duckdb.sqltype(spec.result.sql),
                     type=ARROW, null_handling=SPECIAL, side_effects=spec.kind == "io")
-            cursor.execute(_macro(spec, hashed=executor.hashed))
+            try:
+                cursor.execute(_macro(spec, hashed=executor.hashed))
+            except duckdb.ParserException as err:
+                raise ConfigError(f"SQL function {spec.name!r} cannot be declared: {err}", path=_origin(spec),
+                                  hint="rename the function: its name must not be a SQL keyword") from None
 
     def begin_node(self, cursor: Any, node: str, *, failure_budget: float = 0.2) -> NodeStats:
         """Calls made on this cursor from now on count towards `node`."""
@@ -153,6 +158,11 @@ def _bound(executor: FunctionExecutor, runtime: Runtime, arity: int) -> Any:
     call.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [inspect.Parameter(f"arg{i}", inspect.Parameter.POSITIONAL_ONLY) for i in range(arity)])
     return call
+
+
+def _origin(spec: FunctionSpec) -> str | None:
+    code = getattr(spec.func, "__code__", None)
+    return code.co_filename if code is not None else None
 
 
 def _macro(spec: FunctionSpec, *, hashed: bool) -> str:

@@ -20,19 +20,27 @@ class NodeStats:
     calls: int = 0
     cache_hits: int = 0
     failed: int = 0
-    replayed_failures: int = 0
+    failed_rows: int = 0  # rows whose result is a failure, computed now or replayed from the cache
     cost_usd: float = 0.0
     last_error: str | None = None
     started: float = field(default_factory=time.perf_counter)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add_rows(self, rows: int, hits: int, replayed_failures: int) -> None:
+    def add_rows(self, rows: int, hits: int, failed_rows: int) -> None:
+        """Count answered rows; too many failed rows (even replayed ones) fail the node too."""
         with self.lock:
             self.rows += rows
             self.cache_hits += hits
-            self.replayed_failures += replayed_failures
+            self.failed_rows += failed_rows
+            over = self.rows >= self.min_calls and self.failed_rows > self.failure_budget * self.rows
+        if over:
+            raise FailureBudgetExceeded(
+                f"failure budget exceeded in {self.node}: {self.failed_rows} of {self.rows} rows failed "
+                f"(more than {self.failure_budget:.0%}); last error: {self.last_error or 'replayed from the cache'}. "
+                "Retry them with --retry-failed once the cause is fixed, or raise the node's failure_budget")
 
-    def add_calls(self, calls: int, failed: int, cost_usd: float, last_error: str | None) -> None:
+    def add_calls(self, calls: int, failed: int, cost_usd: float, last_error: str | None,
+                  check_budget: bool = True) -> None:
         """Count finished real calls; raises FailureBudgetExceeded when too many of them failed."""
         with self.lock:
             self.calls += calls
@@ -40,18 +48,20 @@ class NodeStats:
             self.failed += failed
             self.last_error = last_error or self.last_error
             over = self.calls >= self.min_calls and self.failed > self.failure_budget * self.calls
-        if over:
+        if over and check_budget:
             raise FailureBudgetExceeded(
                 f"failure budget exceeded in {self.node}: {self.failed} of {self.calls} calls failed "
                 f"(more than {self.failure_budget:.0%}); last error: {self.last_error}. Finished calls are "
                 "cached; fix the cause and rerun, or raise the node's failure_budget")
+
+    def over_budget(self, more_calls: int, more_failed: int) -> bool:
+        """Would these further calls exceed the budget? (checked before they are stored)"""
+        calls, failed = self.calls + more_calls, self.failed + more_failed
+        return calls >= self.min_calls and failed > self.failure_budget * calls
 
     def calls_per_second(self) -> float:
         elapsed = time.perf_counter() - self.started
         return self.calls / elapsed if elapsed > 0 else 0.0
 
     def summary(self) -> str:
-        text = f"{self.calls:,} calls, {self.cache_hits:,} cache hits, {self.failed:,} failed"
-        if self.replayed_failures:
-            text += f" ({self.replayed_failures:,} failures replayed from cache; --retry-failed retries them)"
-        return text + f", ${self.cost_usd:,.2f}"
+        return f"{self.calls:,} calls, {self.cache_hits:,} cache hits, {self.failed:,} failed, ${self.cost_usd:,.2f}"

@@ -53,7 +53,7 @@ def sql_type(hint: Any, *, where: str) -> SqlType:
     args = typing.get_args(hint)
     if origin in (list, tuple) and args:
         item = sql_type(args[0], where=where)
-        return SqlType(f"{item.sql}[]", pa.list_(item.arrow))
+        return SqlType(f"{item.sql}[]", pa.list_(item.arrow), is_image=item.is_image)
     if origin is dict and len(args) == 2:
         key, value = sql_type(args[0], where=where), sql_type(args[1], where=where)
         return SqlType(f"MAP({key.sql}, {value.sql})", pa.map_(key.arrow, value.arrow))
