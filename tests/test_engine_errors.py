@@ -49,8 +49,8 @@ def test_unknown_top_level_key_names_path_line_and_allowed_keys(make_project: Ma
     project = make_project(project_yml="name: x\nthreds: 2\n")
     err = _fails(project).err
     assert re.search(r"project\.yml:2: unknown key 'threds'", err), err
-    assert "allowed keys here: backends, models, name, paths, prices, seeds, tests, threads, vars, version, " \
-           "warehouse" in err
+    assert "allowed keys here: backends, models, name, paths, prices, prompts, seeds, tests, threads, vars, " \
+           "version, vlm, warehouse" in err
 
 
 def test_unknown_nested_key_names_its_dotted_path(make_project: MakeProject) -> None:

@@ -29,6 +29,7 @@ class ModelConfig(_Strict):
     unique_key: str | tuple[str, ...] | None = None
     incremental_strategy: Literal["append", "delete+insert"] | None = None
     failure_budget: float = Field(0.2, ge=0, le=1)  # fraction of failed function calls that fails the node
+    vlm_backend: str | None = None  # prompt functions in this model use this backend instead of the default
     description: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
 
@@ -82,6 +83,8 @@ class ProjectConfig(_Strict):
     seeds: dict[str, Any] = Field(default_factory=dict)
     tests: dict[str, Any] = Field(default_factory=dict)
     backends: dict[str, Any] = Field(default_factory=dict)
+    vlm: dict[str, Any] = Field(default_factory=dict)
+    prompts: dict[str, Any] = Field(default_factory=dict)
     prices: dict[str, Any] = Field(default_factory=dict)
 
 

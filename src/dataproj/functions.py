@@ -11,8 +11,9 @@ def make_runtime(project: Project, *, refresh: bool | Iterable[str] = False, ret
     """A Runtime with the engine's built-ins and the project's udfs/*.py functions."""
     from .runtime.registry import all_specs
     from .runtime.runtime import Runtime
+    from .vlm.functions import backend_limits, vlm_specs
 
-    specs = all_specs(project.dir("udfs"), project.root)
+    specs = all_specs(project.dir("udfs"), project.root, extra=vlm_specs(project))
     return Runtime(project.root, specs, project.dir("cache") / "calls.duckdb",
-                   backends=project.config.backends, prices=project.config.prices, refresh=refresh,
+                   backends=backend_limits(project), prices=project.config.prices, refresh=refresh,
                    retry_failed=retry_failed)

@@ -133,7 +133,8 @@ def run_node(ctx: RunContext, compiled: CompiledNode) -> NodeResult:
     try:
         cur = ctx.warehouse.cursor()
         if ctx.runtime is not None:
-            stats = ctx.runtime.begin_node(cur, node.name, failure_budget=node.config.get("failure_budget", 0.2))
+            stats = ctx.runtime.begin_node(cur, node.name, failure_budget=node.config.get("failure_budget", 0.2),
+                                           vlm_backend=node.config.get("vlm_backend"))
         if node.resource_type == "test":
             _run_test(cur, compiled, result)
         else:

@@ -47,6 +47,7 @@ class Outcome:
     error: str | None
     latency_s: float
     record: CallRecord | None = None
+    skipped: bool = False  # not called: the node's failure budget had tripped
 
 
 class FunctionExecutor:
@@ -224,7 +225,7 @@ class FunctionExecutor:
                               on_done: OnDone | None) -> list[Outcome]:
         pool = self.runtime.pool(self.spec.backend)
         outcomes: list[Outcome | None] = [None] * len(args)
-        futures: dict[Future[Outcome], int] = {pool.submit(self._call, a): i for i, a in enumerate(args)}
+        futures: dict[Future[Outcome], int] = {pool.submit(self._call, a, stats): i for i, a in enumerate(args)}
         budget_error: FailureBudgetExceeded | None = None
         while futures:
             done, _ = wait(futures, return_when=FIRST_COMPLETED)
@@ -241,6 +242,8 @@ class FunctionExecutor:
                 budget_error = err  # stop queueing; calls already running still finish and are stored
                 for future in futures:
                     future.cancel()
+        if budget_error is None and stats.tripped:
+            budget_error = stats.budget_error()
         if budget_error is not None:
             raise budget_error
         return [o for o in outcomes if o is not None]
@@ -267,8 +270,10 @@ class FunctionExecutor:
             outcomes[0].record = self.runtime.make_record(self.spec, usage, "ok", latency, 1, None, rows=len(chunk))
         return outcomes
 
-    def _call(self, args: tuple[Any, ...]) -> Outcome:
+    def _call(self, args: tuple[Any, ...], stats: NodeStats | None = None) -> Outcome:
         spec = self.spec
+        if stats is not None and stats.tripped:
+            return Outcome(False, None, "not called: the failure budget was exceeded", 0.0, skipped=True)
         usage, token = start_usage()
         started = time.perf_counter()
         attempts = [1]
@@ -288,6 +293,8 @@ class FunctionExecutor:
         finally:
             end_usage(token)
         outcome.latency_s = time.perf_counter() - started
+        if stats is not None:
+            stats.observe(outcome.ok)
         if spec.ledgered and (spec.backend is not None or spec.kind == "io" or _reported(usage)):
             outcome.record = self.runtime.make_record(spec, usage, "ok" if outcome.ok else "failed",
                                                       outcome.latency_s, attempts[0], outcome.error)
@@ -316,6 +323,8 @@ class FunctionExecutor:
     def _finish(self, stats: NodeStats, positions: list[int], outcomes: list[Outcome], on_done: OnDone | None,
                 check_budget: bool = True) -> None:
         """Store first (what is paid for is kept), then record and count; then enforce the failure budget."""
+        kept = [(p, o) for p, o in zip(positions, outcomes, strict=True) if not o.skipped]
+        positions, outcomes = [p for p, _ in kept], [o for _, o in kept]
         if not outcomes:
             return
         if on_done is not None:

@@ -44,6 +44,11 @@ class Runtime:
         self._pools: dict[str, ThreadPoolExecutor] = {}
         self._limiters: dict[str, RateLimiter] = {}
         self._registered = False
+        self._aliases: dict[str, list[FunctionSpec]] = {}
+        for spec in self.specs.values():
+            if spec.alias:
+                self._aliases.setdefault(spec.alias.lower(), []).append(spec)
+        self._cursor_variant: dict[int, str | None] = {}
         self._lock = threading.Lock()
         self.node_stats: dict[str, NodeStats] = {}
 
@@ -122,17 +127,36 @@ class Runtime:
                     spec.hidden_name, _bound(executor, self, len(types) + len(extra) + 1),
                     [*types, *extra, duckdb.sqltype("VARCHAR")], duckdb.sqltype(spec.result.sql),
                     type=ARROW, null_handling=SPECIAL, side_effects=spec.kind == "io")
-            try:
-                cursor.execute(_macro(spec, hashed=executor.hashed))
-            except duckdb.ParserException as err:
-                raise ConfigError(f"SQL function {spec.name!r} cannot be declared: {err}", path=_origin(spec),
-                                  hint="rename the function: its name must not be a SQL keyword") from None
+            self._declare(cursor, spec, spec.sql_name)
+        self._point_aliases(cursor, None)
 
-    def begin_node(self, cursor: Any, node: str, *, failure_budget: float = 0.2) -> NodeStats:
-        """Calls made on this cursor from now on count towards `node`."""
+    def _declare(self, cursor: Any, spec: FunctionSpec, name: str) -> None:
+        import duckdb
+
+        try:
+            cursor.execute(_macro(spec, name, hashed=self._executors[spec.sql_name].hashed))
+        except duckdb.ParserException as err:
+            raise ConfigError(f"SQL function {name!r} cannot be declared: {err}", path=_origin(spec),
+                              hint="rename the function: its name must not be a SQL keyword") from None
+
+    def _point_aliases(self, cursor: Any, variant: str | None) -> None:
+        """`alias(...)` calls the variant for `variant` (e.g. a model's VLM backend), else the default one."""
+        for alias, variants in self._aliases.items():
+            chosen = next((s for s in variants if variant and s.sql_name == f"{alias}__{variant}"), None)
+            chosen = chosen or next((s for s in variants if s.default_variant), None)
+            if chosen is not None:
+                self._declare(cursor, chosen, alias)
+
+    def begin_node(self, cursor: Any, node: str, *, failure_budget: float = 0.2,
+                   vlm_backend: str | None = None) -> NodeStats:
+        """Calls made on this cursor from now on count towards `node` (and use its VLM backend, if it has one)."""
         with self._lock:
             stats = self.node_stats[node] = NodeStats(node=node, failure_budget=failure_budget)
         cursor.execute("set variable dataproj_node = '" + node.replace("'", "''") + "'")
+        key = id(cursor)
+        if vlm_backend != self._cursor_variant.get(key):
+            self._point_aliases(cursor, vlm_backend)
+            self._cursor_variant[key] = vlm_backend
         return stats
 
     def stats_for(self, node: str | None) -> NodeStats:
@@ -165,11 +189,11 @@ def _origin(spec: FunctionSpec) -> str | None:
     return code.co_filename if code is not None else None
 
 
-def _macro(spec: FunctionSpec, *, hashed: bool) -> str:
+def _macro(spec: FunctionSpec, name: str, *, hashed: bool) -> str:
     """`name(args)` calls the Python function with typed arguments, the node being built, and for cached
     functions DuckDB's hash of the arguments: the cache key, computed vectorised by DuckDB, not in Python."""
     names = ", ".join(f"p_{p.name}" for p in spec.params)
     typed = ", ".join(f"cast(p_{p.name} as {p.type.sql})" for p in spec.params)
     key = f", hash({typed})" if hashed else ""
-    return (f"create or replace temp macro {spec.sql_name}({names}) as "
+    return (f"create or replace temp macro {name}({names}) as "
             f"{spec.hidden_name}({typed}{key}, getvariable('dataproj_node'))")

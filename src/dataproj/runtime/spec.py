@@ -38,6 +38,8 @@ class FunctionSpec:
     config: Mapping[str, Any] = field(default_factory=dict)  # what changes its answer: model, prompt, ...
     batch_size: int | None = None  # batch kind: the most rows per call of `func`
     description: str = ""
+    alias: str | None = None  # the public SQL name of a family of variants (e.g. one per VLM backend)
+    default_variant: bool = False  # this variant answers to `alias` unless a model picks another
 
     @property
     def sql_name(self) -> str:

@@ -23,6 +23,9 @@ class NodeStats:
     failed_rows: int = 0  # rows whose result is a failure, computed now or replayed from the cache
     cost_usd: float = 0.0
     last_error: str | None = None
+    observed_calls: int = 0  # counted by the worker threads as calls finish, before they are stored
+    observed_failed: int = 0
+    tripped: bool = False  # the budget is exceeded: calls not yet started are skipped
     started: float = field(default_factory=time.perf_counter)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -53,6 +56,21 @@ class NodeStats:
                 f"failure budget exceeded in {self.node}: {self.failed} of {self.calls} calls failed "
                 f"(more than {self.failure_budget:.0%}); last error: {self.last_error}. Finished calls are "
                 "cached; fix the cause and rerun, or raise the node's failure_budget")
+
+    def observe(self, ok: bool) -> None:
+        """A worker finished a call: trip the budget at once, so no further call starts (and is paid for)."""
+        with self.lock:
+            self.observed_calls += 1
+            self.observed_failed += 0 if ok else 1
+            if (self.observed_calls >= self.min_calls
+                    and self.observed_failed > self.failure_budget * self.observed_calls):
+                self.tripped = True
+
+    def budget_error(self) -> FailureBudgetExceeded:
+        return FailureBudgetExceeded(
+            f"failure budget exceeded in {self.node}: {self.observed_failed} of {self.observed_calls} calls failed "
+            f"(more than {self.failure_budget:.0%}); last error: {self.last_error}. Finished calls are cached; "
+            "fix the cause and rerun, or raise the node's failure_budget")
 
     def over_budget(self, more_calls: int, more_failed: int) -> bool:
         """Would these further calls exceed the budget? (checked before they are stored)"""
