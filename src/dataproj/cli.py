@@ -21,6 +21,7 @@ COMMANDS = {
     "export": "write built models to warehouse/exports",
     "clean": "remove warehouse/target and exports",
     "cache": "inspect or clear the durable call cache",
+    "vlm-server": "serve the offline backend over the OpenAI and Gemini APIs (for trying real-backend configs)",
 }
 
 
@@ -66,6 +67,10 @@ def _add_specific(name: str, cmd: argparse.ArgumentParser) -> None:
     elif name == "cache":
         cmd.add_argument("action", choices=["stats", "clear"])
         cmd.add_argument("function", nargs="?", help="clear: only this SQL function's results")
+    elif name == "vlm-server":
+        cmd.add_argument("--host", default="127.0.0.1")
+        cmd.add_argument("--port", type=int, default=8765)
+        cmd.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     elif name == "clean":
         cmd.add_argument("--warehouse", action="store_true", help="also delete the database and its state")
 
@@ -154,6 +159,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         for path in commands.export(options, args.format):
             print(f"exported {path}")
         return 0
+    if args.command == "vlm-server":
+        return _vlm_server(options, args)
     if args.command == "cache":
         return _cache(options, args.action, args.function)
     if args.command == "clean":
@@ -172,6 +179,25 @@ def _execute(options: Any, args: argparse.Namespace) -> int:
     if note:
         print(note)
     return exit_code(results)
+
+
+def _vlm_server(options: Any, args: argparse.Namespace) -> int:
+    import time
+
+    from .project import load_project
+    from .vlm.serve import offline_server
+
+    project = load_project(options.project_dir)
+    server = offline_server(project.dir("prompts"), latency_s=args.latency, port=args.port, host=args.host).start()
+    print(f"offline VLM server on {server.url}: OpenAI base_url {server.openai_base_url}, "
+          f"Gemini base_url {server.gemini_base_url} (Ctrl-C stops it)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.stop()
 
 
 def _cache(options: Any, action: str, function: str | None) -> int:

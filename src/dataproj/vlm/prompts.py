@@ -108,18 +108,28 @@ class PromptAsset:
     def image_inputs(self) -> list[str]:
         return [name for name, kind in self.spec.inputs.items() if kind in ("image", "images")]
 
+    @cached_property
+    def _templates(self) -> tuple[Any, list[Any]]:
+        """Compiled once per asset: compiling Jinja per call would cost more than the rest of the request."""
+        try:
+            system = _ENV.from_string(self.spec.system_prompt) if self.spec.system_prompt else None
+            blocks = [_ENV.from_string(b.text) if b.text is not None else b.image for b in self.spec.user_prompt]
+        except TemplateError as err:
+            raise ConfigError(f"prompt {self.prompt_id}/{self.version}: {err}", path=self.path) from None
+        return system, blocks
+
     def render(self, values: dict[str, Any]) -> tuple[str, list[str | tuple[str, str]]]:
         """(system text, user parts): a part is text, or ("image", path)."""
-        env = _environment()
+        system_template, blocks = self._templates
         variables = {name: _as_data(kind, values.get(name)) for name, kind in self.spec.inputs.items()}
         try:
-            system = env.from_string(self.spec.system_prompt).render(variables) if self.spec.system_prompt else ""
+            system = system_template.render(variables) if system_template is not None else ""
             parts: list[str | tuple[str, str]] = []
-            for block in self.spec.user_prompt:
-                if block.text is not None:
-                    parts.append(env.from_string(block.text).render(variables))
+            for block in blocks:
+                if isinstance(block, ImageSlot):
+                    parts += [("image", p) for p in _slot_paths(block, values)]
                 else:
-                    parts += [("image", p) for p in _slot_paths(block.image, values)]  # type: ignore[arg-type]
+                    parts.append(block.render(variables))
         except TemplateError as err:
             raise ConfigError(f"prompt {self.prompt_id}/{self.version}: {err}", path=self.path) from None
         return system, parts
@@ -129,6 +139,9 @@ def _environment() -> SandboxedEnvironment:
     env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
     env.filters["json"] = lambda value: json.dumps(value, ensure_ascii=False, sort_keys=True)
     return env
+
+
+_ENV = _environment()
 
 
 def _as_data(kind: str, value: Any) -> Any:
