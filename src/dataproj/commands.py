@@ -197,7 +197,8 @@ def export(options: Options, formats: list[str]) -> list[Path]:
             if node.name not in existing:
                 raise DataprojError(f"{node.name} is not built yet", hint=f"dataproj build --select {node.name}")
             for fmt in formats or node.config.get("export", ()):
-                paths.append(export_relation(warehouse.con, node.name, fmt, project.dir("exports")))
+                paths.append(export_relation(warehouse.con, node.name, fmt, project.dir("exports"),
+                                             node.config.get("export_path")))
     return paths
 
 

@@ -26,6 +26,7 @@ class ModelConfig(_Strict):
     materialized: Materialized = "view"
     tags: tuple[str, ...] = ()
     export: tuple[ExportFormat, ...] = ()
+    export_path: str | None = None  # file path under the exports folder, without extension (default: the name)
     unique_key: str | tuple[str, ...] | None = None
     incremental_strategy: Literal["append", "delete+insert"] | None = None
     failure_budget: float = Field(0.2, ge=0, le=1)  # fraction of failed function calls that fails the node
@@ -40,6 +41,7 @@ class SeedConfig(_Strict):
     enabled: bool = True
     tags: tuple[str, ...] = ()
     export: tuple[ExportFormat, ...] = ()
+    export_path: str | None = None
     column_types: dict[str, str] = Field(default_factory=dict)
     format: Literal["auto", "images"] = "auto"
     extensions: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")

@@ -15,8 +15,8 @@ def export_relation(cur: Any, name: str, fmt: str, exports_dir: Path, file_stem:
     """Write main.<name> to exports_dir/<stem>.<fmt>; written aside and renamed, so readers never see half."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
-    exports_dir.mkdir(parents=True, exist_ok=True)
     target = exports_dir / f"{file_stem or name}.{fmt}"
+    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     path_literal = "'" + str(partial).replace("'", "''") + "'"
     cur.execute(f"copy (select * from main.{quote(name)}) to {path_literal} {FORMATS[fmt]}")

@@ -172,7 +172,8 @@ def _build(ctx: RunContext, cur: Any, compiled: CompiledNode, result: NodeResult
         return
     ctx.existing[node.name] = "view" if kind == "view" else "table"
     for fmt in node.config.get("export", ()):
-        result.exports.append(str(export_relation(cur, node.name, fmt, ctx.exports_dir)))
+        result.exports.append(str(export_relation(cur, node.name, fmt, ctx.exports_dir,
+                                                  node.config.get("export_path"))))
 
 
 def _run_test(cur: Any, compiled: CompiledNode, result: NodeResult) -> None:

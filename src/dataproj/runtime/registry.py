@@ -11,9 +11,20 @@ from .spec import FunctionSpec, specs_in
 
 
 def builtin_specs() -> list[FunctionSpec]:
+    """The engine's own functions: runtime.builtins and every module of dataproj.vision (metrics, CLIP)."""
+    import importlib
+    import pkgutil
+
     from . import builtins
 
-    return specs_in(vars(builtins))
+    specs = specs_in(vars(builtins))
+    try:
+        from .. import vision
+    except ImportError:
+        return specs
+    for module in sorted(pkgutil.iter_modules(vision.__path__), key=lambda m: m.name):
+        specs += specs_in(vars(importlib.import_module(f"{vision.__name__}.{module.name}")))
+    return specs
 
 
 def project_specs(udfs_dir: Path, root: Path) -> list[FunctionSpec]:

@@ -62,8 +62,15 @@ def answer(family_name: str, system: str, texts: Sequence[str], images: Sequence
 
 
 def _load_families() -> None:
-    # Pipelines register their families in modules of their own; importing them fills FAMILIES.
-    from . import offline_judges  # noqa: F401
+    """Each pipeline registers its families in a module vlm/offline_<name>.py; importing them fills FAMILIES."""
+    import importlib
+    import pkgutil
+
+    from .. import vlm
+
+    for module in pkgutil.iter_modules(vlm.__path__):
+        if module.name.startswith("offline_") and module.name != "offline_analysis":
+            importlib.import_module(f"{vlm.__name__}.{module.name}")
 
 
 # ---- shared helpers for answerers ----------------------------------------------------------------------
