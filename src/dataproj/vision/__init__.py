@@ -1,0 +1,1 @@
+"""Image metrics (SSIM, LPIPS, EMD) and CLIP similarity as SQL functions; torch loads only when one runs."""
