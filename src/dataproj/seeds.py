@@ -13,7 +13,7 @@ from .nodes import Node
 
 _READERS = {
     "csv": "read_csv(?, header = true, all_varchar = false)",
-    "json": "read_json(?, format = 'array')",
+    "json": "read_json(?, format = 'auto')",
     "jsonl": "read_json(?, format = 'newline_delimited')",
     "parquet": "read_parquet(?)",
 }
@@ -75,8 +75,10 @@ def _validate_json(path: Path, rel: str) -> None:
         value = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise SeedError(f"malformed JSON: {err.msg} (column {err.colno})", path=rel, line=err.lineno) from None
+    if isinstance(value, dict):
+        return  # one document (e.g. a rights map): a table of one row
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-        raise SeedError("a .json seed must be an array of objects", path=rel,
+        raise SeedError("a .json seed must be an object or an array of objects", path=rel,
                         hint="use .jsonl for one object per line")
 
 
