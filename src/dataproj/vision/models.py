@@ -1,0 +1,100 @@
+"""Loading the vision models the metrics and CLIP similarity use, from the usual caches or a given path.
+
+Weights are never downloaded implicitly in a build: when they are not in the Hugging Face / torch hub cache
+(or at a configured path), loading raises WeightsUnavailable, which functions turn into a NULL with reason
+"weights unavailable". Tests exercise the same code with `random_weights=True` (architecture, no weights).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+_LOCK = threading.Lock()
+
+
+class WeightsUnavailable(RuntimeError):
+    """The model's weights are not in any local cache; the run stays offline instead of downloading them."""
+
+
+@dataclass(frozen=True)
+class ClipBundle:
+    model: Any  # open_clip model, eval mode
+    preprocess: Any  # PIL image -> tensor
+    tokenizer: Any
+    name: str  # e.g. "ViT-B-32/openai" or "ViT-B-32/random"
+    image_size: int
+
+
+def _offline_hub() -> None:
+    # A build must not reach out: the hub libraries then read only what is already cached.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai", *, weights_path: str | None = None,
+              random_weights: bool = False, device: str = "cpu") -> ClipBundle:
+    """An open_clip model: from `weights_path`, from the local cache for `pretrained`, or random (tests)."""
+    return _load_clip(model_name, pretrained, weights_path, random_weights, device)
+
+
+@cache
+def _load_clip(model_name: str, pretrained: str | None, weights_path: str | None, random_weights: bool,
+               device: str) -> ClipBundle:
+    import open_clip
+    import torch
+
+    _offline_hub()
+    with _LOCK:
+        if random_weights:
+            torch.manual_seed(0)
+            model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=None, device=device)
+            label = f"{model_name}/random"
+        else:
+            source = weights_path or pretrained
+            if weights_path is not None and not Path(weights_path).is_file():
+                raise WeightsUnavailable(f"CLIP weights file not found: {weights_path}")
+            try:
+                model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=source,
+                                                                             device=device)
+            except Exception as err:  # hub/network errors when the weights are not cached
+                raise WeightsUnavailable(f"CLIP weights {model_name}/{source} are not cached locally "
+                                         f"({type(err).__name__}); put them in the Hugging Face cache or set "
+                                         "a weights path") from None
+            label = f"{model_name}/{source}"
+        model.eval()
+        tokenizer = open_clip.get_tokenizer(model_name)
+    size = model.visual.image_size
+    return ClipBundle(model=model, preprocess=preprocess, tokenizer=tokenizer, name=label,
+                      image_size=size[0] if isinstance(size, tuple | list) else int(size))
+
+
+def alexnet_weights_cached() -> bool:
+    """torchvision's AlexNet weights (the LPIPS backbone) in the torch hub cache."""
+    import torch
+
+    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+    return any(checkpoints.glob("alexnet-*.pth")) if checkpoints.is_dir() else False
+
+
+def load_lpips(*, random_backbone: bool = False, device: str = "cpu") -> Any:
+    """LPIPS with AlexNet: the linear layers ship inside the lpips package; the backbone must be cached."""
+    return _load_lpips(random_backbone, device)
+
+
+@cache
+def _load_lpips(random_backbone: bool, device: str) -> Any:
+    import lpips
+    import torch
+
+    if not random_backbone and not alexnet_weights_cached():
+        raise WeightsUnavailable("AlexNet weights for LPIPS are not in the torch hub cache "
+                                 f"({torch.hub.get_dir()}/checkpoints)")
+    with _LOCK:
+        if random_backbone:
+            torch.manual_seed(0)
+        model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=random_backbone, verbose=False)
+    return model.eval().to(device)
