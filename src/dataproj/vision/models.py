@@ -30,9 +30,20 @@ class ClipBundle:
     image_size: int
 
 
-def _offline_hub() -> None:
-    # A build must not reach out: the hub libraries then read only what is already cached.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+def cached_clip_weights(model_name: str, pretrained: str) -> str | None:
+    """The local file of open_clip's `pretrained` weights, if the Hugging Face or open_clip cache has it."""
+    import open_clip
+    from huggingface_hub import try_to_load_from_cache
+
+    config = open_clip.get_pretrained_cfg(model_name, pretrained)
+    repo = (config or {}).get("hf_hub", "").strip("/")
+    for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+        found = try_to_load_from_cache(repo, filename) if repo else None
+        if isinstance(found, str):
+            return found
+    url = (config or {}).get("url", "")
+    legacy = Path(os.path.expanduser("~/.cache/clip")) / url.rsplit("/", 1)[-1] if url else None
+    return str(legacy) if legacy is not None and legacy.is_file() else None
 
 
 def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai", *, weights_path: str | None = None,
@@ -47,24 +58,18 @@ def _load_clip(model_name: str, pretrained: str | None, weights_path: str | None
     import open_clip
     import torch
 
-    _offline_hub()
     with _LOCK:
         if random_weights:
             torch.manual_seed(0)
             model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=None, device=device)
             label = f"{model_name}/random"
         else:
-            source = weights_path or pretrained
-            if weights_path is not None and not Path(weights_path).is_file():
-                raise WeightsUnavailable(f"CLIP weights file not found: {weights_path}")
-            try:
-                model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=source,
-                                                                             device=device)
-            except Exception as err:  # hub/network errors when the weights are not cached
-                raise WeightsUnavailable(f"CLIP weights {model_name}/{source} are not cached locally "
-                                         f"({type(err).__name__}); put them in the Hugging Face cache or set "
-                                         "a weights path") from None
-            label = f"{model_name}/{source}"
+            local = weights_path or (cached_clip_weights(model_name, pretrained) if pretrained else None)
+            if local is None or not Path(local).is_file():
+                raise WeightsUnavailable(f"CLIP weights {model_name}/{weights_path or pretrained} are not in the "
+                                         "local caches; put them in the Hugging Face cache or set a weights path")
+            model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=local, device=device)
+            label = f"{model_name}/{pretrained or Path(local).name}"
         model.eval()
         tokenizer = open_clip.get_tokenizer(model_name)
     size = model.visual.image_size
