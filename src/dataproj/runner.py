@@ -134,7 +134,8 @@ def run_node(ctx: RunContext, compiled: CompiledNode) -> NodeResult:
         cur = ctx.warehouse.cursor()
         if ctx.runtime is not None:
             stats = ctx.runtime.begin_node(cur, node.name, failure_budget=node.config.get("failure_budget", 0.2),
-                                           vlm_backend=node.config.get("vlm_backend"))
+                                           vlm_backend=node.config.get("vlm_backend"),
+                                           refresh=bool(node.config.get("refresh_cache")))
         if node.resource_type == "test":
             _run_test(cur, compiled, result)
         else:

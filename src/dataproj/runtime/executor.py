@@ -74,7 +74,7 @@ class FunctionExecutor:
     def _cached_batch(self, stats: NodeStats, arrays: tuple[pa.Array, ...], keys: np.ndarray | None) -> pa.Array:
         n = len(arrays[0])
         index = self.runtime.index(self.spec)
-        refresh = self.runtime.refreshes(self.spec)
+        refresh = self.runtime.refreshes(self.spec) or stats.refresh
         inputs: list[list[Any]] | None = None
         tuple_keys: list[tuple[Any, ...]] | None = None
         if keys is None:  # image arguments: rows are keyed by content hash, in Python

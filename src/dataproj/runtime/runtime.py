@@ -148,10 +148,10 @@ class Runtime:
                 self._declare(cursor, chosen, alias)
 
     def begin_node(self, cursor: Any, node: str, *, failure_budget: float = 0.2,
-                   vlm_backend: str | None = None) -> NodeStats:
+                   vlm_backend: str | None = None, refresh: bool = False) -> NodeStats:
         """Calls made on this cursor from now on count towards `node` (and use its VLM backend, if it has one)."""
         with self._lock:
-            stats = self.node_stats[node] = NodeStats(node=node, failure_budget=failure_budget)
+            stats = self.node_stats[node] = NodeStats(node=node, failure_budget=failure_budget, refresh=refresh)
         cursor.execute("set variable dataproj_node = '" + node.replace("'", "''") + "'")
         key = id(cursor)
         if vlm_backend != self._cursor_variant.get(key):
