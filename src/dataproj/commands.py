@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from .compiler import Compiler
 from .errors import DataprojError
 from .graph import Graph, add_test_gates, build_graph
 from .project import Project, load_project
-from .runner import FAILED, NodeResult, Reporter, RunContext, execute
+from .runner import FAILED, NodeResult, Reporter, RunContext, execute, function_scope
 from .selector import describe, select_nodes
 from .warehouse import Warehouse
 
@@ -116,18 +117,23 @@ def execute_command(options: Options, command: str, reporter: Reporter) -> tuple
         existing = warehouse.relations()
         session = prepare(options, command, project=project, existing=existing)
         graph = add_test_gates(session.graph) if command == "build" else session.graph
-        artifacts.write_compiled(graph, session.target_dir)
+        # Compiled SQL files are for people to read: write them while the run goes on, not before it.
+        writer = threading.Thread(target=artifacts.write_compiled, args=(graph, session.target_dir), daemon=True)
+        writer.start()
         artifacts.write_manifest(session.manifest, session.target_dir)
         if not session.selected:
+            writer.join()
             return [], nothing_selected(options)
         ctx = RunContext(root=session.project.root, warehouse=warehouse, graph=graph,
                          variables=session.compiler.vars, exports_dir=session.project.dir("exports"),
-                         full_refresh=options.full_refresh, existing=existing, runtime=warehouse.runtime)
+                         full_refresh=options.full_refresh, existing=existing, runtime=warehouse.runtime,
+                         scoped=function_scope(graph, warehouse.runtime.calls_functions))
         threads = options.threads or session.project.config.threads
         try:
             results = execute(ctx, graph.sorted(session.selected), threads, reporter)
         finally:
             publish_ledger(warehouse)
+            writer.join()
     artifacts.write_run_results(results, time.perf_counter() - started, session.target_dir, command,
                                 {"select": options.select, "exclude": options.exclude, "vars": options.vars,
                                  "full_refresh": options.full_refresh, "threads": threads})

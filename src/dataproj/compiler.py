@@ -3,6 +3,7 @@ and checks the rendered SQL with sqlglot."""
 
 from __future__ import annotations
 
+import ast
 import difflib
 import hashlib
 import json
@@ -23,6 +24,8 @@ from .sqlcheck import check_model_sql
 
 EPHEMERAL_PREFIX = "__dp_cte__"
 # ref() renders a token; once every node's own config() is known, the token becomes a relation or a CTE name.
+_EXPRESSION = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_FAST_CALL = re.compile(r"(ref|var|env_var|config|is_incremental)\s*\((.*)\)", re.DOTALL)
 _REF_TOKEN = re.compile(r"__dp_ref__\[(.+?)\]__")
 
 
@@ -201,7 +204,9 @@ class Compiler:
         self.sources[node.path] = node.raw_code
         self.state = _RenderState(node=node)
         try:
-            sql = self._template(node.path, node).render()
+            sql = self._fast_render(node.raw_code)
+            if sql is None:
+                sql = self._template(node.path, node).render()
         except CompileError as err:
             raise CompileError(err.message, path=node.path, line=err.line or _template_line(err, node.path),
                                hint=err.hint) from None
@@ -218,6 +223,45 @@ class Compiler:
         functions = tuple(sorted(set(m.lower() for m in self._function_pattern.findall(sql))))
         return CompiledNode(node=replace(node, config=config), sql=sql, refs=tuple(dict.fromkeys(state.refs)),
                             macros_used=tuple(sorted(state.macros)), functions_used=functions)
+
+    def _fast_render(self, source: str) -> str | None:
+        """Render templates whose only Jinja is `{{ f(literal args) }}` for ref / var / env_var / config /
+        is_incremental / this, without compiling them: Jinja's compile step dominates parsing large projects.
+        Anything else (statements, comments, filters, macros, expressions) returns None: Jinja renders it."""
+        if "{%" in source or "{#" in source:
+            return None
+        pieces: list[str] = []
+        position = 0
+        for match in _EXPRESSION.finditer(source):
+            try:
+                value = self._fast_value(match.group(1).strip())
+            except CompileError as err:
+                err.line = err.line or source.count("\n", 0, match.start()) + 1
+                raise
+            if value is None:
+                return None
+            pieces += [source[position:match.start()], value]
+            position = match.end()
+        pieces.append(source[position:])
+        return "".join(pieces)
+
+    def _fast_value(self, expression: str) -> str | None:
+        if expression == "this":
+            return str(self.env.globals["this"])
+        call = _FAST_CALL.fullmatch(expression)
+        if call is None:
+            return None
+        try:
+            parsed = ast.parse(f"f({call.group(2)})", mode="eval").body
+            args = [ast.literal_eval(a) for a in parsed.args]  # type: ignore[attr-defined]
+            kwargs = {k.arg: ast.literal_eval(k.value) for k in parsed.keywords}  # type: ignore[attr-defined]
+        except (SyntaxError, ValueError):
+            return None
+        if any(k is None for k in kwargs):
+            return None
+        function = {"ref": self._ref, "var": self._var, "env_var": self._env_var, "config": self._config,
+                    "is_incremental": self._is_incremental}[call.group(1)]
+        return str(function(*args, **kwargs))
 
     def resolve_refs(self, compiled: CompiledNode, ephemeral: set[str]) -> CompiledNode:
         """Turn ref tokens into relations (or CTE names for ephemeral models), then check the SQL."""

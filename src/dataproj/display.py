@@ -92,13 +92,22 @@ class RichReporter:
         if result.calls or result.cache_hits:
             detail += " · " + call_summary(result.calls, result.cache_hits, result.failed_calls, result.cost_usd)
         width = len(str(total))
-        line = (f"{index:>{width}}/{total} [{style}]{_LABEL.get(result.status, result.status):<5}[/] "
-                f"{_verb(result):<11} {result.name} [dim]{detail} {timing}[/]")
-        self.console.print(line)
+        label = _LABEL.get(result.status, result.status)
+        lines = [f"{index:>{width}}/{total} {label:<5} {_verb(result):<11} {result.name} {detail} {timing}"]
         if result.status in ("error", "fail", "warn") and result.message:
-            self.console.print(f"    [{style}]{result.message}[/]", markup=True, highlight=False)
-        for row in result.failing_rows:
-            self.console.print(f"      {json.dumps(row, default=str)}", markup=False)
+            lines.append(f"    {result.message}")
+        lines += [f"      {json.dumps(row, default=str)}" for row in result.failing_rows]
+        if not self.console.is_terminal:  # logs and pipes: plain text, without rich's per-line rendering cost
+            self.console.file.write("\n".join(lines) + "\n")
+            return
+        from rich.markup import escape
+
+        lines[0] = (f"{index:>{width}}/{total} [{style}]{label:<5}[/] {_verb(result):<11} {escape(result.name)} "
+                    f"[dim]{escape(detail)} {timing}[/]")
+        self.console.print(lines[0])
+        for extra in lines[1:]:
+            self.console.print(extra, style=style if extra.startswith("    ") and not extra.startswith("      ")
+                               else None, markup=False, highlight=False)
 
     def finish(self, results: list[NodeResult], elapsed: float) -> None:
         from rich.table import Table

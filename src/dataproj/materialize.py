@@ -27,13 +27,14 @@ def build_view(cur: Any, name: str, sql: str, existing: str | None) -> None:
 
 
 def build_table(cur: Any, name: str, sql: str, existing: str | None, params: list[Any] | None = None) -> int:
-    """CREATE under a temporary name, then drop-and-rename in one transaction."""
+    """CREATE under a temporary name, then drop-and-rename in one transaction. A table that does not exist yet
+    is created directly: one CREATE TABLE AS statement is atomic on its own."""
+    if existing is None:
+        return int(cur.execute(f"create table main.{quote(name)} as\n{sql}", params or []).fetchone()[0])
     staged = name + NEW_SUFFIX
     rows = cur.execute(f"create or replace table main.{quote(staged)} as\n{sql}", params or []).fetchone()[0]
-    swap = [f"alter table main.{quote(staged)} rename to {quote(name)}"]
-    if existing is not None:
-        swap.insert(0, f"drop {'view' if existing == 'view' else 'table'} main.{quote(name)}")
-    _transaction(cur, swap)
+    _transaction(cur, [f"drop {'view' if existing == 'view' else 'table'} main.{quote(name)}",
+                       f"alter table main.{quote(staged)} rename to {quote(name)}"])
     return int(rows)
 
 

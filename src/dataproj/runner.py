@@ -60,9 +60,22 @@ class RunContext:
     full_refresh: bool = False
     existing: dict[str, str] = field(default_factory=dict)  # relation name -> 'table' | 'view'
     runtime: Any = None  # dataproj.runtime.runtime.Runtime, when functions are registered
+    scoped: set[str] = field(default_factory=set)  # nodes whose queries may call functions (see function_scope)
 
     def ephemeral_sql(self) -> dict[str, str]:
         return {c.node.name: c.sql for c in self.graph.nodes.values() if c.node.materialized == "ephemeral"}
+
+
+def function_scope(graph: Graph, calls_functions: Callable[[str], bool]) -> set[str]:
+    """Nodes that may call SQL functions: their own SQL does, they are Python models, or they read a view that
+    does (a view's functions run in the query that reads it). Only these pay for per-node call accounting."""
+    scoped: set[str] = set()
+    for uid in graph.order:
+        compiled = graph.nodes[uid]
+        inherited = any(p in scoped and graph.nodes[p].node.materialized == "view" for p in graph.parents[uid])
+        if inherited or compiled.node.language == "python" or calls_functions(compiled.sql):
+            scoped.add(uid)
+    return scoped
 
 
 def execute(ctx: RunContext, selected: list[str], threads: int, reporter: Reporter) -> list[NodeResult]:
@@ -132,7 +145,7 @@ def run_node(ctx: RunContext, compiled: CompiledNode) -> NodeResult:
     stats = None
     try:
         cur = ctx.warehouse.cursor()
-        if ctx.runtime is not None:
+        if ctx.runtime is not None and compiled.unique_id in ctx.scoped:
             stats = ctx.runtime.begin_node(cur, node.name, failure_budget=node.config.get("failure_budget", 0.2),
                                            vlm_backend=node.config.get("vlm_backend"),
                                            refresh=bool(node.config.get("refresh_cache")))

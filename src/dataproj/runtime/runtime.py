@@ -4,6 +4,7 @@ and the registration of every function on each DuckDB cursor."""
 from __future__ import annotations
 
 import inspect
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +50,7 @@ class Runtime:
             if spec.alias:
                 self._aliases.setdefault(spec.alias.lower(), []).append(spec)
         self._cursor_variant: dict[int, str | None] = {}
+        self._function_pattern: re.Pattern[str] | None = None
         self._lock = threading.Lock()
         self.node_stats: dict[str, NodeStats] = {}
 
@@ -158,6 +160,14 @@ class Runtime:
             self._point_aliases(cursor, vlm_backend)
             self._cursor_variant[key] = vlm_backend
         return stats
+
+    def calls_functions(self, sql: str) -> bool:
+        """Whether SQL text names one of the registered functions (a cheap, conservative check)."""
+        if self._function_pattern is None:
+            names = sorted({*self.specs, *self._aliases}, key=len, reverse=True)
+            self._function_pattern = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\s*\(",
+                                                re.IGNORECASE) if names else re.compile(r"(?!x)x")
+        return bool(self._function_pattern.search(sql))
 
     def stats_for(self, node: str | None) -> NodeStats:
         name = node or "query"
