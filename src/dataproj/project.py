@@ -36,6 +36,7 @@ class Project:
     nodes: dict[str, Node] = field(default_factory=dict)
     macro_files: dict[str, str] = field(default_factory=dict)  # relative path -> source
     function_hashes: dict[str, str] = field(default_factory=dict)  # SQL function name -> source hash
+    config_memo: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def dir(self, key: str) -> Path:
         return self.root / getattr(self.config.paths, key)
@@ -91,13 +92,19 @@ def _folder_config(project: Project, section: str, fqn: tuple[str, ...],
     path = project.root / "project.yml"
     key_path = section
     merged, children = split_config_tree(tree, config_cls, path=path, key_path=key_path)
+    applied: list[str] = []
     for part in fqn:
         if part not in children:
             break
         key_path += "." + part
+        applied.append(part)
         configs, children = split_config_tree(children[part], config_cls, path=path, key_path=key_path)
         merged = merge_config(merged, configs)
-    return resolved(config_cls, merged, project.root / "project.yml", prefix=section)
+    # Models in one folder share their config: validate it once per distinct path in the tree.
+    key = (section, tuple(applied))
+    if key not in project.config_memo:
+        project.config_memo[key] = resolved(config_cls, merged, project.root / "project.yml", prefix=section)
+    return dict(project.config_memo[key])
 
 
 def _check_config_tree(project: Project, section: str, known: set[tuple[str, ...]],

@@ -11,6 +11,8 @@ from sqlglot.errors import ParseError
 from .errors import CompileError
 from .nodes import Node
 
+_DUCKDB = sqlglot.Dialect.get_or_raise("duckdb")
+
 
 def check_model_sql(node: Node, sql: str, known_names: set[str]) -> None:
     """Raise CompileError when `sql` is not one valid statement or names a model or seed without ref()."""
@@ -18,7 +20,7 @@ def check_model_sql(node: Node, sql: str, known_names: set[str]) -> None:
         raise CompileError("the model renders to empty SQL", path=node.path,
                            hint="a model is one SELECT statement")
     try:
-        statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
+        statements = [s for s in _DUCKDB.parse(sql) if s is not None]
     except ParseError as err:
         if _duckdb_accepts(sql):
             return  # DuckDB syntax sqlglot does not know yet: DuckDB is the authority
