@@ -20,6 +20,7 @@ import pyarrow as pa
 from .spec import FunctionSpec
 
 MISS = -1
+LEDGER_TABLE = "dataproj_calls"
 
 
 def _quote(name: str) -> str:
@@ -36,26 +37,48 @@ class StoredCall:
 
 
 class NamespaceIndex:
-    """The cached results of one function namespace: base entries (vectorised) plus entries added since."""
+    """The cached results of one function namespace.
 
-    def __init__(self, keys: np.ndarray, values: pa.Array, ok: np.ndarray) -> None:
+    Base entries are vectorised: keys sorted and bucketed by their top bits, so a batch of lookups is a few
+    numpy gathers (a binary search over millions of random 64-bit keys is bound by memory latency). Entries
+    computed since are in `added`, and are folded into the base once they grow past a quarter of it.
+    """
+
+    def __init__(self, keys: np.ndarray, values: pa.Array, ok: np.ndarray, result_type: pa.DataType) -> None:
+        self.result_type = result_type
+        self.added: dict[Any, tuple[bool, Any]] = {}  # key -> (ok, plain value)
+        self.fresh: set[Any] = set()  # keys computed by this process (kept even under --refresh-cache)
+        self.lock = threading.Lock()
+        self._build(keys.astype(np.uint64), values, ok.astype(bool))
+
+    def _build(self, keys: np.ndarray, values: pa.Array, ok: np.ndarray) -> None:
         order = np.argsort(keys, kind="stable")
         self.sorted_keys = keys[order]
         self.order = order
         self.values = values
         self.ok = ok
-        self.added: dict[Any, tuple[bool, Any]] = {}  # key -> (ok, plain value)
-        self.fresh: set[Any] = set()  # keys computed by this process (kept even under --refresh-cache)
-        self.lock = threading.Lock()
+        bits = int(min(24, max(8, np.ceil(np.log2(max(len(keys), 1))))))
+        self.shift = np.uint64(64 - bits)
+        counts = np.bincount((self.sorted_keys >> self.shift).astype(np.int64), minlength=1 << bits)
+        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.widest = int(counts.max()) if len(keys) else 0
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """Base positions for `keys` (MISS where absent)."""
-        if len(self.sorted_keys) == 0:
-            return np.full(len(keys), MISS, dtype=np.int64)
-        slots = np.searchsorted(self.sorted_keys, keys)
-        slots[slots == len(self.sorted_keys)] = 0
-        found = self.sorted_keys[slots] == keys
-        return np.where(found, self.order[slots], MISS).astype(np.int64)
+        found = np.full(len(keys), MISS, dtype=np.int64)
+        if self.widest == 0:
+            return found
+        bucket = (keys >> self.shift).astype(np.int64)
+        low, high = self.starts[bucket], self.starts[bucket + 1]
+        active = np.nonzero(high > low)[0]
+        for offset in range(self.widest):
+            if active.size == 0:
+                break
+            slot = low[active] + offset
+            match = self.sorted_keys[slot] == keys[active]
+            found[active[match]] = self.order[slot[match]]
+            active = active[~match & (slot + 1 < high[active])]
+        return found
 
     def add(self, key: Any, ok: bool, value: Any) -> None:
         with self.lock:
@@ -67,6 +90,22 @@ class NamespaceIndex:
         if fresh_only and key not in self.fresh:
             return None
         return self.added.get(key)
+
+    def fold_added(self, to_arrow: Any) -> None:
+        """Move hashed entries from `added` into the vectorised base once they are a quarter of it."""
+        with self.lock:
+            if len(self.added) < max(4096, len(self.sorted_keys) // 4):
+                return
+            new_keys = np.fromiter(self.added, dtype=np.uint64, count=len(self.added))
+            entries = list(self.added.values())
+            base_keys = self.sorted_keys[np.argsort(self.order)]  # back in value order
+            keep = ~np.isin(base_keys, new_keys)  # a recomputed entry replaces the stored one
+            keys = np.concatenate([base_keys[keep], new_keys])
+            values = pa.concat_arrays([self.values.filter(pa.array(keep)),
+                                       to_arrow([v for _, v in entries]).cast(self.values.type)])
+            ok = np.concatenate([self.ok[keep], np.array([o for o, _ in entries], dtype=bool)])
+            self._build(keys, values, ok)
+            self.added.clear()
 
 
 class CallCache:
@@ -112,7 +151,7 @@ class CallCache:
                 else np.arange(result.num_rows, dtype=np.uint64))
         values = result.column("value").combine_chunks()
         ok = result.column("ok").to_numpy(zero_copy_only=False).astype(bool)
-        index = NamespaceIndex(keys, values, ok)
+        index = NamespaceIndex(keys, values, ok, spec.result.arrow)
         if not hashed:  # tuple keys: everything lives in `added`
             rows = zip(*(result.column(i).to_pylist() for i in range(len(spec.params))), strict=True)
             for key, is_ok, value in zip(rows, ok.tolist(), values.to_pylist(), strict=True):
@@ -120,8 +159,9 @@ class CallCache:
             index.sorted_keys = np.zeros(0, dtype=np.uint64)
         return index
 
-    def store(self, spec: FunctionSpec, namespace: str, calls: Sequence[StoredCall]) -> None:
-        """Append finished calls (an INSERT per call batch; DuckDB commits it durably)."""
+    def store(self, spec: FunctionSpec, namespace: str, calls: Sequence[StoredCall],
+              ledger: pa.Table | None = None) -> None:
+        """Append finished calls, and their ledger rows, in one transaction that DuckDB commits durably."""
         if not calls:
             return
         table = self.table(spec)
@@ -138,10 +178,21 @@ class CallCache:
         names = ", ".join(_quote(n) for n in columns)
         with self._lock:
             self.con.register("__dp_store", batch)
+            if ledger is not None:
+                self.con.register("__dp_ledger", ledger)
             try:
+                self.con.execute("begin transaction")
                 self.con.execute(f"insert into {_quote(table)} ({names}) select {names} from __dp_store")
+                if ledger is not None:
+                    self.con.execute(f"insert into {LEDGER_TABLE} select * from __dp_ledger")
+                self.con.execute("commit")
+            except BaseException:
+                self.con.execute("rollback")
+                raise
             finally:
                 self.con.unregister("__dp_store")
+                if ledger is not None:
+                    self.con.unregister("__dp_ledger")
 
     def stats(self) -> list[tuple[str, int, int]]:
         """(function table, entries, failed entries) for every function table."""

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from .images import ImageError
 from .ledger import CallRecord, Usage, end_usage, start_usage
 from .limits import call_with_retries
 from .spec import FunctionSpec
-from .stats import FailureBudgetExceeded, NodeStats
+from .stats import NodeStats
 from .types import to_arrow, to_plain
 
 if TYPE_CHECKING:
@@ -26,10 +27,10 @@ if TYPE_CHECKING:
 # Per-row and batch functions store finished results (and check the failure budget) once the unstored calls
 # took FLUSH_COST_S of work or number FLUSH_ROWS: an expensive call is stored the moment it completes, while
 # a cheap one does not pay a database write per row.
-FLUSH_ROWS = 64
+FLUSH_ROWS = 2048
 FLUSH_COST_S = 0.005
 
-OnDone = Callable[[list[int], list["Outcome"]], None]
+OnDone = Callable[[list[int], list["Outcome"], Any], None]  # positions, outcomes, ledger rows
 
 
 class RowFailure(Exception):
@@ -57,24 +58,45 @@ class FunctionExecutor:
         self.hashed = spec.cached and not spec.has_image_params
 
     # ---- entry point called by DuckDB --------------------------------------------------------------
-    def __call__(self, stats: NodeStats, *arrays: Any) -> pa.Array:
+    def __call__(self, stats: NodeStats, rows: int, *arrays: Any) -> pa.Array:
         arrays = tuple(a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays)
         if not self.spec.cached:
             inputs = [a.to_pylist() for a in arrays]
-            outcomes = self._compute(stats, [tuple(col[i] for col in inputs) for i in range(len(arrays[0]))])
+            args = [tuple(col[i] for col in inputs) for i in range(rows)]
+            if self.spec.kind == "row" and not self.spec.ledgered:
+                return self._plain_rows(stats, args)
+            outcomes = self._compute(stats, args)
             stats.add_rows(len(outcomes), 0, sum(not o.ok for o in outcomes))
             return to_arrow([o.value for o in outcomes], self.spec.result)
         keys = None
         if self.hashed:
             keys = np.asarray(arrays[-1].to_numpy(zero_copy_only=False), dtype=np.uint64)
             arrays = arrays[:-1]
-        return self._cached_batch(stats, arrays, keys)
+        return self._cached_batch(stats, arrays, keys)  # type: ignore[arg-type]
+
+    def _plain_rows(self, stats: NodeStats, args: list[tuple[Any, ...]]) -> pa.Array:
+        """A cheap per-row function that is neither cached nor ledgered: a tight loop, failures still per row."""
+        func, prepare = self.spec.func, any(p.type.is_image or p.type.struct_of for p in self.spec.params)
+        values: list[Any] = []
+        errors: list[str] = []
+        for row in args:
+            try:
+                value = func(*(self._prepared_args(row) if prepare else row))
+                values.append(self._success(value, None) if self.spec.result.is_struct else value)
+            except Exception as err:  # a failed row is data
+                errors.append(_message(err))
+                values.append(self._failure(errors[-1], getattr(err, "raw_response", None)))
+        stats.add_calls(len(args), len(errors), 0.0, errors[-1] if errors else None)
+        stats.add_rows(len(args), 0, len(errors))
+        return to_arrow(values, self.spec.result)
 
     # ---- cached path -------------------------------------------------------------------------------
     def _cached_batch(self, stats: NodeStats, arrays: tuple[pa.Array, ...], keys: np.ndarray | None) -> pa.Array:
-        n = len(arrays[0])
+        n = len(keys) if keys is not None else len(arrays[0])
         index = self.runtime.index(self.spec)
         refresh = self.runtime.refreshes(self.spec) or stats.refresh
+        if keys is not None and not refresh:
+            index.fold_added(lambda values: to_arrow(values, self.spec.result))
         inputs: list[list[Any]] | None = None
         tuple_keys: list[tuple[Any, ...]] | None = None
         if keys is None:  # image arguments: rows are keyed by content hash, in Python
@@ -140,13 +162,13 @@ class FunctionExecutor:
         first_rows = [pending[k][0] for k in keys]
         args = [tuple(col[r] for col in inputs) for r in first_rows]
 
-        def finished(positions: list[int], outcomes: list[Outcome]) -> None:
+        def finished(positions: list[int], outcomes: list[Outcome], ledger: Any) -> None:
             calls = []
             for position, outcome in zip(positions, outcomes, strict=True):
                 keyed = tuple_keys[first_rows[position]] if tuple_keys is not None else args[position]
                 calls.append(StoredCall(inputs=_stored_inputs(self.spec, keyed, args[position]), ok=outcome.ok,
                                         value=outcome.value, error=outcome.error, latency_s=outcome.latency_s))
-            self.runtime.cache.store(self.spec, self.spec.namespace, calls)
+            self.runtime.cache.store(self.spec, self.spec.namespace, calls, ledger)
             for position, outcome in zip(positions, outcomes, strict=True):
                 index.add(keys[position], outcome.ok, outcome.value)
                 for row in pending[keys[position]]:
@@ -223,30 +245,36 @@ class FunctionExecutor:
 
     def _compute_concurrently(self, stats: NodeStats, args: list[tuple[Any, ...]],
                               on_done: OnDone | None) -> list[Outcome]:
+        """I/O-bound calls on the backend's pool. Each worker stores its own result the moment it has it (a
+        crash loses only calls in flight); a window of 2 x max_workers keeps waiting cheap."""
         pool = self.runtime.pool(self.spec.backend)
+        window = 2 * self.runtime.limits(self.spec.backend).max_workers
         outcomes: list[Outcome | None] = [None] * len(args)
-        futures: dict[Future[Outcome], int] = {pool.submit(self._call, a, stats): i for i, a in enumerate(args)}
-        budget_error: FailureBudgetExceeded | None = None
-        while futures:
-            done, _ = wait(futures, return_when=FIRST_COMPLETED)
-            finished = [(futures.pop(f), f) for f in done if not f.cancelled()]
-            for future in [f for f in done if f.cancelled()]:
-                futures.pop(future, None)
-            positions = [p for p, _ in finished]
-            results = [f.result() for _, f in finished]
-            for position, outcome in zip(positions, results, strict=True):
+        queued = iter(range(len(args)))
+        running: set[Future[Outcome]] = set()
+
+        def submit(count: int) -> None:
+            for position in islice(queued, count):
+                running.add(pool.submit(self._call_and_store, args[position], position, stats, on_done))
+
+        submit(window)
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            running -= done
+            for future in done:
+                outcome, position = future.result()
                 outcomes[position] = outcome
-            try:
-                self._finish(stats, positions, results, on_done, check_budget=budget_error is None)
-            except FailureBudgetExceeded as err:
-                budget_error = err  # stop queueing; calls already running still finish and are stored
-                for future in futures:
-                    future.cancel()
-        if budget_error is None and stats.tripped:
-            budget_error = stats.budget_error()
-        if budget_error is not None:
-            raise budget_error
+            if not stats.tripped:
+                submit(len(done))
+        if stats.tripped:
+            raise stats.budget_error()
         return [o for o in outcomes if o is not None]
+
+    def _call_and_store(self, args: tuple[Any, ...], position: int, stats: NodeStats,
+                        on_done: OnDone | None) -> tuple[Outcome, int]:
+        outcome = self._call(args, stats)
+        self._finish(stats, [position], [outcome], on_done, check_budget=False)
+        return outcome, position
 
     def _call_batch(self, chunk: list[tuple[Any, ...]]) -> list[Outcome]:
         columns = [list(col) for col in zip(*chunk, strict=True)]
@@ -327,8 +355,6 @@ class FunctionExecutor:
         positions, outcomes = [p for p, _ in kept], [o for _, o in kept]
         if not outcomes:
             return
-        if on_done is not None:
-            on_done(positions, outcomes)
         records = [o.record for o in outcomes if o.record is not None]
         unrecorded = [o for o in outcomes if o.record is None]
         if unrecorded and self.spec.ledgered:  # cheap per-row calls: one ledger row for the group
@@ -336,7 +362,11 @@ class FunctionExecutor:
             records.append(self.runtime.make_record(
                 self.spec, None, "failed" if failed else "ok", sum(o.latency_s for o in unrecorded), 1,
                 failed[-1] if failed else None, rows=len(unrecorded)))
-        self.runtime.ledger.record(records, node=stats.node)
+        ledger = self.runtime.ledger.rows(records, node=stats.node)
+        if on_done is not None:
+            on_done(positions, outcomes, ledger)
+        elif ledger is not None:
+            self.runtime.ledger.record(records, node=stats.node)
         failures = [o.error for o in outcomes if not o.ok]
         stats.add_calls(len(outcomes), len(failures), sum(r.cost_usd for r in records),
                         failures[-1] if failures else None, check_budget=check_budget)

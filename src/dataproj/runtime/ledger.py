@@ -11,9 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .cache import CallCache
-
-LEDGER_TABLE = "dataproj_calls"
+from .cache import LEDGER_TABLE, CallCache
 
 
 @dataclass
@@ -119,13 +117,19 @@ class Ledger:
                     "error varchar, called_at timestamp)")
             self._ready = True
 
-    def record(self, records: list[CallRecord], *, node: str | None = None) -> None:
+    def rows(self, records: list[CallRecord], *, node: str | None = None) -> pa.Table | None:
+        """Records as the ledger table's rows (None when there are none); creates the table on first use."""
         if not records:
-            return
+            return None
         for record in records:
             record.node = record.node or node or "query"
         self._ensure()
-        table = pa.Table.from_pylist([asdict(r) for r in records], schema=_SCHEMA)
+        return pa.Table.from_pylist([asdict(r) for r in records], schema=_SCHEMA)
+
+    def record(self, records: list[CallRecord], *, node: str | None = None) -> None:
+        table = self.rows(records, node=node)
+        if table is None:
+            return
         with self.cache._lock:
             self.cache.con.register("__dp_ledger", table)
             try:

@@ -186,7 +186,7 @@ class Runtime:
 def _bound(executor: FunctionExecutor, runtime: Runtime, arity: int) -> Any:
     def call(*arrays: Any) -> Any:
         node = arrays[-1][0].as_py() if len(arrays[-1]) else None
-        return executor(runtime.stats_for(node), *arrays[:-1])
+        return executor(runtime.stats_for(node), len(arrays[-1]), *arrays[:-1])
 
     # DuckDB checks the Python signature against the SQL parameter count.
     call.__signature__ = inspect.Signature(  # type: ignore[attr-defined]

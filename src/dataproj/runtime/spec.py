@@ -9,6 +9,7 @@ import json
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from .types import SqlType, sql_type, with_status_fields
@@ -54,7 +55,7 @@ class FunctionSpec:
     def has_image_params(self) -> bool:
         return any(p.type.is_image for p in self.params)
 
-    @property
+    @cached_property
     def namespace(self) -> str:
         """Cache namespace: function name, version and the config that changes its answer."""
         text = json.dumps({"name": self.sql_name, "version": self.version, "config": self.config},

@@ -111,4 +111,6 @@ def to_plain(value: Any) -> Any:
 
 def to_arrow(values: list[Any], result: SqlType) -> pa.Array:
     """Python results (None for a failed scalar row) as an Arrow array of the function's result type."""
+    if result.sql in ("VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN", "BLOB"):
+        return pa.array(values, type=result.arrow)  # plain scalars need no conversion
     return pa.array([to_plain(v) for v in values], type=result.arrow)
