@@ -23,6 +23,10 @@ MISS = -1
 LEDGER_TABLE = "dataproj_calls"
 
 
+def rest_none() -> np.ndarray:
+    return np.zeros(0, dtype=np.intp)
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -57,27 +61,32 @@ class NamespaceIndex:
         self.order = order
         self.values = values
         self.ok = ok
-        bits = int(min(24, max(8, np.ceil(np.log2(max(len(keys), 1))))))
+        # About four buckets per key: most buckets hold at most one key, so one probe finds nearly every key.
+        bits = int(min(26, max(8, np.ceil(np.log2(max(len(keys), 1))) + 2)))
         self.shift = np.uint64(64 - bits)
-        counts = np.bincount((self.sorted_keys >> self.shift).astype(np.int64), minlength=1 << bits)
-        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        counts = np.bincount((self.sorted_keys >> self.shift).astype(np.intp), minlength=1 << bits)
+        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32 if len(keys) < 2**31 else np.int64)
         self.widest = int(counts.max()) if len(keys) else 0
+        self.last = max(len(keys) - 1, 0)
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
-        """Base positions for `keys` (MISS where absent)."""
-        found = np.full(len(keys), MISS, dtype=np.int64)
+        """Base positions for `keys` (MISS where absent): a first probe for all, a few more for crowded buckets."""
         if self.widest == 0:
-            return found
-        bucket = (keys >> self.shift).astype(np.int64)
+            return np.full(len(keys), MISS, dtype=np.int64)
+        bucket = (keys >> self.shift).astype(np.intp)
         low, high = self.starts[bucket], self.starts[bucket + 1]
-        active = np.nonzero(high > low)[0]
-        for offset in range(self.widest):
-            if active.size == 0:
-                break
-            slot = low[active] + offset
-            match = self.sorted_keys[slot] == keys[active]
-            found[active[match]] = self.order[slot[match]]
-            active = active[~match & (slot + 1 < high[active])]
+        slot = np.minimum(low, self.last)
+        hit = (self.sorted_keys[slot] == keys) & (high > low)
+        found = np.where(hit, self.order[slot], MISS)
+        rest = np.nonzero(~hit & (high - low > 1))[0] if self.widest > 1 else rest_none()
+        offset = 1
+        while rest.size:
+            slot = low[rest] + offset
+            inside = slot < high[rest]
+            rest, slot = rest[inside], slot[inside]
+            match = self.sorted_keys[slot] == keys[rest]
+            found[rest[match]] = self.order[slot[match]]
+            rest, offset = rest[~match], offset + 1
         return found
 
     def add(self, key: Any, ok: bool, value: Any) -> None:

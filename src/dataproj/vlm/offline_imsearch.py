@@ -161,7 +161,9 @@ def summary_text(scene: SceneAnalysis) -> str:
     noun = "object" if count == 1 else "objects"
     described = [f"a {o.size} {o.color} {o.shape}" for o in objects]
     listed = described[0] if count == 1 else ", ".join(described[:-1]) + " and " + described[-1]
-    background = f"{scene.background_tone} {scene.background_color.replace('_', ' ')} {scene.background_kind}"
+    color = scene.background_color.replace("_", " ")
+    tone = "" if color.startswith(scene.background_tone) else f"{scene.background_tone} "
+    background = f"{tone}{color} {scene.background_kind}"
     number = COUNT_WORDS[count].capitalize() if count < len(COUNT_WORDS) else str(count)
     return f"{number} {noun} on a {background} background: {listed}."
 
