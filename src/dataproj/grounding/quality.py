@@ -111,10 +111,10 @@ def quality_sql(pipeline: str, stages: Mapping[str, str]) -> str:
             count(*) filter (where referents > 0) as resolved_expressions,
             count(*) filter (where referents > 0 and boxes = referents and referents_matched = referents)
                 as correct_expressions,
-            sum(boxes) as boxes,
-            sum(boxes_matched) as boxes_matched,
-            sum(referents) as referents,
-            sum(referents_matched) as referents_matched
+            sum(boxes)::bigint as boxes,
+            sum(boxes_matched)::bigint as boxes_matched,
+            sum(referents)::bigint as referents,
+            sum(referents_matched)::bigint as referents_matched
         from per_expression
         group by stage
     )

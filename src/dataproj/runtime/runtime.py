@@ -50,6 +50,7 @@ class Runtime:
             if spec.alias:
                 self._aliases.setdefault(spec.alias.lower(), []).append(spec)
         self._cursor_variant: dict[int, str | None] = {}
+        self._variant_backends = {s.backend for s in self.specs.values() if s.alias and s.backend}
         self._function_pattern: re.Pattern[str] | None = None
         self._lock = threading.Lock()
         self.node_stats: dict[str, NodeStats] = {}
@@ -91,11 +92,22 @@ class Runtime:
     def resolve(self, path: str) -> Path:
         return resolve_path(path, self.root)
 
+    def _price(self, reported: str | None, configured: str | None) -> Price | None:
+        """Providers answer with dated snapshots (gpt-4o-2024-08-06): fall back to the configured model's price."""
+        for model in (reported, configured):
+            if model and model in self.prices:
+                return self.prices[model]
+        if reported:
+            prefixes = [name for name in self.prices if reported.startswith(name + "-")]
+            if prefixes:
+                return self.prices[max(prefixes, key=len)]
+        return None
+
     def make_record(self, spec: FunctionSpec, usage: Usage | None, status: str, latency_s: float, attempts: int,
                     error: str | None, rows: int = 1) -> CallRecord:
         usage = usage or Usage()
         model = usage.model or spec.config.get("model")
-        price = self.prices.get(model) if model else None
+        price = self._price(usage.model, spec.config.get("model"))
         tokens = usage.input_tokens + usage.output_tokens
         limiter = self.limiter(spec.backend) if spec.backend else None
         if limiter is not None and tokens:
@@ -152,6 +164,9 @@ class Runtime:
     def begin_node(self, cursor: Any, node: str, *, failure_budget: float = 0.2,
                    vlm_backend: str | None = None, refresh: bool = False) -> NodeStats:
         """Calls made on this cursor from now on count towards `node` (and use its VLM backend, if it has one)."""
+        if vlm_backend is not None and vlm_backend not in self._variant_backends:
+            raise ConfigError(f"model config vlm_backend: no VLM backend named {vlm_backend!r}",
+                              hint="VLM backends: " + ", ".join(sorted(self._variant_backends)))
         with self._lock:
             stats = self.node_stats[node] = NodeStats(node=node, failure_budget=failure_budget, refresh=refresh)
         cursor.execute("set variable dataproj_node = '" + node.replace("'", "''") + "'")

@@ -6,6 +6,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, NewType
 
 import pyarrow as pa
@@ -35,7 +36,7 @@ class SqlType:
     is_image: bool = False
     struct_of: Any = None
 
-    @property
+    @cached_property
     def is_struct(self) -> bool:
         return pa.types.is_struct(self.arrow)
 

@@ -20,18 +20,21 @@ from .settings import VLMBackend
 
 
 class ClientPool:
-    """One client per backend, made on first use (so a missing key only matters when that backend is used)."""
+    """One client per backend and model, made on first use (a missing key only matters when it is used)."""
 
     def __init__(self, settings: dict[str, VLMBackend]) -> None:
         self.settings = settings
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
-    def get(self, backend: str) -> Any:
+    def get(self, backend: str, settings: VLMBackend | None = None) -> Any:
+        """The client for `backend`, with `settings` when a prompt overrides them (e.g. its model)."""
+        settings = settings or self.settings[backend]
+        key = (backend, settings.model)
         with self._lock:
-            if backend not in self._clients:
-                self._clients[backend] = make_client(self.settings[backend])
-            return self._clients[backend]
+            if key not in self._clients:
+                self._clients[key] = make_client(settings)
+            return self._clients[key]
 
 
 def request_for(asset: PromptAsset, values: dict[str, Any], temperature: float | None = None) -> VLMRequest:

@@ -173,7 +173,9 @@ class GeminiClient:
         return VLMReply(text=response.text or "", model=getattr(response, "model_version", None) or self.settings.model,
                         input_tokens=(usage.prompt_token_count or 0) if usage else 0,
                         cached_input_tokens=(usage.cached_content_token_count or 0) if usage else 0,
-                        output_tokens=(usage.candidates_token_count or 0) if usage else 0)
+                        # thinking tokens are billed as output
+                        output_tokens=((usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0))
+                        if usage else 0)
 
 
 class OfflineClient:

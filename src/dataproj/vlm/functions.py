@@ -42,7 +42,7 @@ def prompt_function(asset: PromptAsset, backend: str, settings: VLMBackend, pool
     def call(*args: Any) -> dict[str, Any]:
         values = dict(zip(names, args, strict=True))
         request = request_for(asset, values, temperature)
-        data, raw = ask_until_valid(pool.get(backend), request, settings.output_retries + 1,
+        data, raw = ask_until_valid(pool.get(backend, settings), request, settings.output_retries + 1,
                                     lambda text: parse_output(asset, text, values))
         return {**data, "raw_response": raw}
 

@@ -73,7 +73,10 @@ def parse_vie_score(data: dict[str, Any], prompt_id: str) -> float:
 
 
 def _winner_of(raw: str) -> str:
-    winner = normalize_winner(extract_json(raw).get("winner"))
+    data = extract_json(raw)
+    if not isinstance(data, dict):
+        raise ValueError('the answer is not a JSON object with "winner"')
+    winner = normalize_winner(data.get("winner"))
     if winner is None:
         raise ValueError("the winner is not Image A, Image B or Tie")
     return winner
@@ -87,7 +90,7 @@ def pairwise_judge_function(asset: PromptAsset, backend: str, settings: VLMBacke
         values = {"instruction": instruction, "input_image": input_image, "edited_images": [image_a, image_b]}
         request = request_for(asset, values, temperature)
         try:
-            winner, raw = ask_until_valid(pool.get(backend), request, settings.output_retries + 1, _winner_of)
+            winner, raw = ask_until_valid(pool.get(backend, settings), request, settings.output_retries + 1, _winner_of)
         except RowFailure as failure:
             return {"type": "pairwise_comparison", "value": FAILED, "meta": {"raw_response": failure.raw_response},
                     "status": "failed", "error": str(failure), "raw_response": failure.raw_response}
@@ -108,7 +111,7 @@ def viescore_function(asset: PromptAsset, backend: str, settings: VLMBackend, po
         values = {"instruction": instruction, "input_image": input_image, "edited_images": [edited]}
         request = request_for(asset, values, temperature)
         try:
-            score, raw = ask_until_valid(pool.get(backend), request, settings.output_retries + 1,
+            score, raw = ask_until_valid(pool.get(backend, settings), request, settings.output_retries + 1,
                                          lambda text: parse_vie_score(_validated(asset, text), asset.prompt_id))
         except RowFailure as failure:
             return None, failure.raw_response, str(failure)

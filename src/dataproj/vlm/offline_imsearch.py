@@ -204,7 +204,8 @@ def query_profile(seeds: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def query_text(profile: dict[str, str]) -> str:
-    text = f"a {profile['dominant_color']} {profile['dominant_shape']}"
+    article = "an" if profile["dominant_color"][:1] in "aeiou" else "a"
+    text = f"{article} {profile['dominant_color']} {profile['dominant_shape']}"
     return text + (f" on a {profile['background_tone']} background" if profile.get("background_tone") else "")
 
 

@@ -158,7 +158,9 @@ def _slot_paths(slot: ImageSlot, values: dict[str, Any]) -> list[str]:
     if value is None:
         return []
     if isinstance(value, list):
-        return [value[slot.index]] if slot.index is not None else [v for v in value if v is not None]
+        chosen = [value[slot.index]] if slot.index is not None and slot.index < len(value) else (
+            value if slot.index is None else [])
+        return [v for v in chosen if v is not None]
     return [value]
 
 

@@ -1,0 +1,1 @@
+"""Publishing a built benchmark: TREC qrels and runs, and a Hugging Face dataset (saved, carded, pushed)."""
