@@ -54,8 +54,14 @@ def _syntax_error(node: Node, sql: str, err: ParseError) -> CompileError:
 
 
 def _check_bare_names(node: Node, statement: exp.Expression, known_names: set[str]) -> None:
-    ctes = {cte.alias_or_name for cte in statement.find_all(exp.CTE)}
-    for table in statement.find_all(exp.Table):
+    tables: list[exp.Table] = []
+    ctes: set[str] = set()
+    for item in statement.walk():  # one walk for both: this runs for every model on every parse
+        if isinstance(item, exp.Table):
+            tables.append(item)
+        elif isinstance(item, exp.CTE):
+            ctes.add(item.alias_or_name)
+    for table in tables:
         name = table.name
         if table.db or not name or name in ctes or name not in known_names:
             continue
