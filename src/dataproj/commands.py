@@ -60,8 +60,12 @@ def open_warehouse(project: Project, options: Options | None = None) -> Iterator
 
     runtime = make_runtime(project, refresh=options.refresh_cache if options else False,
                            retry_failed=options.retry_failed if options else False)
+    def project_paths(cursor: Any) -> None:
+        # read_csv('seeds/x.csv') in a model means the project's file, wherever dataproj was started from
+        cursor.execute("set file_search_path = '" + str(project.root).replace("'", "''") + "'")
+
     try:
-        warehouse = Warehouse(project.warehouse_path, cursor_setup=[runtime.register])
+        warehouse = Warehouse(project.warehouse_path, cursor_setup=[project_paths, runtime.register])
     except BaseException:
         runtime.close()
         raise

@@ -29,6 +29,17 @@ _FAST_CALL = re.compile(r"(ref|var|env_var|config|is_incremental)\s*\((.*)\)", r
 _REF_TOKEN = re.compile(r"__dp_ref__\[(.+?)\]__")
 
 
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """--vars over project vars: nested mappings merge, so `--vars '{edit: {judge: x}}'` keeps edit's other keys."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def relation_name(name: str) -> str:
     """How a model or seed is spelled in compiled SQL."""
     return f'main."{name}"'
@@ -87,7 +98,7 @@ class Compiler:
                  existing_relations: Iterable[str] = (), full_refresh: bool = False,
                  cache_dir: Path | None = None) -> None:
         self.project = project
-        self.vars = {**project.config.vars, **(cli_vars or {})}
+        self.vars = deep_merge(project.config.vars, cli_vars or {})
         self.existing = set(existing_relations)
         self.full_refresh = full_refresh
         self.names = project.by_name()

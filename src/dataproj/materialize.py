@@ -117,9 +117,12 @@ def _transaction(cur: Any, statements: list[str]) -> None:
 class PythonModelContext:
     """What a Python model's `model(ctx)` receives."""
 
-    def __init__(self, cur: Any, variables: dict[str, Any], ephemeral_sql: dict[str, str]) -> None:
+    def __init__(self, cur: Any, variables: dict[str, Any], ephemeral_sql: dict[str, str], *,
+                 project_dir: Path | None = None, exports_dir: Path | None = None) -> None:
         self.con = cur
         self.vars = variables
+        self.project_dir = project_dir  # the project root: relative paths in the project are relative to it
+        self.exports_dir = exports_dir  # where exports go (for models that write files, e.g. legacy formats)
         self._ephemeral = ephemeral_sql
 
     def ref(self, name: str) -> Any:

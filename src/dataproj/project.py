@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -309,7 +310,12 @@ def _function_hashes(project: Project) -> dict[str, str]:
             if isinstance(item, ast.FunctionDef) and item.decorator_list:
                 hashes[item.name.lower()] = digest
     prompts = project.dir("prompts")
-    for folder in sorted(p for p in prompts.iterdir() if p.is_dir()) if prompts.is_dir() else []:
-        digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(folder.rglob("*.yaml")))).hexdigest()
-        hashes[folder.name.lower()] = digest[:16]
+    by_function: dict[str, list[bytes]] = {}
+    for path in sorted(prompts.rglob("*.yaml")) if prompts.is_dir() else []:
+        source = path.read_bytes()
+        match = re.search(rb"^function:\s*['\"]?([A-Za-z_][A-Za-z0-9_]*)", source, re.MULTILINE)
+        name = match.group(1).decode() if match else re.sub(r"\W", "_", path.parent.name)
+        by_function.setdefault(name.lower(), []).append(source)
+    for name, sources in by_function.items():  # every version of an asset: a new version is a change too
+        hashes[name] = hashlib.sha256(b"".join(sources)).hexdigest()[:16]
     return hashes

@@ -51,6 +51,11 @@ def sql_type(hint: Any, *, where: str) -> SqlType:
     if hint in _SCALARS:
         return SqlType(*_SCALARS[hint])
     origin = typing.get_origin(hint)
+    if origin is typing.Literal:  # an enum: the type of its values (all the same type)
+        kinds = {type(v) for v in typing.get_args(hint)}
+        if len(kinds) == 1 and next(iter(kinds)) in _SCALARS:
+            return SqlType(*_SCALARS[next(iter(kinds))])
+        raise TypeError(f"{where}: a Literal's values must share one type, got {sorted(k.__name__ for k in kinds)}")
     args = typing.get_args(hint)
     if origin in (list, tuple) and args:
         item = sql_type(args[0], where=where)
