@@ -3,8 +3,9 @@
 (image_referring_expression).
 
 Each answer reads the data the prompt carries (a caption, expressions, boxes: one labelled JSON value per
-line, e.g. ``Caption: "..."``) and measures the image with the scene analysis; boxes are read and written
-in the box convention the prompt asset declares. The phrases follow dataproj.grounding.phrases.
+line, e.g. ``Caption: "..."``) and measures the image with the scene analysis. The boxes a prompt shows are
+[x1, y1, x2, y2] on a 0-1000 scale (the SQL models render them so, and the prompts say so); the boxes an answer
+gives are in the box convention the prompt asset declares. The phrases follow dataproj.grounding.phrases.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .boxes import from_pixels, to_pixels
 from .offline import OfflineQuery, analysis, family
 from .offline_analysis import COLOR_RGB, SceneAnalysis, SceneObject, box_iou
 
+SHOWN_BOXES = "norm1000_xyxy"  # how the SQL models render the boxes a prompt shows
 MAX_INSTANCES = 10  # boxes per expression, as the reference asks
 ON_OBJECT_IOU = 0.3  # a box overlapping an object this much is meant for it (if poorly aligned)
 TIGHT_IOU = 0.9  # a box this close to its object is kept as it is; a looser one is tightened
@@ -47,14 +49,14 @@ def json_after(text: str, label: str) -> Any:
 
 
 class _Frame:
-    """One image's analysis and the prompt's box convention: converts boxes both ways."""
+    """One image's analysis: shown boxes to pixels, pixels to the answer's box convention."""
 
     def __init__(self, query: OfflineQuery) -> None:
         self.scene: SceneAnalysis = analysis(query.images[0])
         self.convention = query.box_convention or "pixel_xyxy"
 
     def pixels(self, box: list[float]) -> Box:
-        return tuple(to_pixels(box, self.convention, self.scene.width, self.scene.height))  # type: ignore[return-value]
+        return tuple(to_pixels(box, SHOWN_BOXES, self.scene.width, self.scene.height))  # type: ignore[return-value]
 
     def out(self, box: Box) -> list[int]:
         return from_pixels(box, self.convention, self.scene.width, self.scene.height)
@@ -112,12 +114,13 @@ def region_expressions(query: OfflineQuery) -> dict[str, Any]:
     scene = frame.scene
     regions = []
     for item in json_after(query.text, "Boxes"):
-        obj, iou = frame.best_match(frame.pixels(item["bbox_2d"]))
+        box = frame.pixels(item["bbox_2d"])
+        obj, iou = frame.best_match(box)
         if obj is None or iou < ON_OBJECT_IOU:  # nothing there: say so rather than invent an object
-            regions.append({"bbox_2d": item["bbox_2d"], "type": item["type"], "color": "unknown",
+            regions.append({"bbox_2d": frame.out(box), "type": item["type"], "color": "unknown",
                             "description": f"an unidentified {item['type']}"})
             continue
-        regions.append({"bbox_2d": item["bbox_2d"], "type": obj.shape, "color": obj.color,
+        regions.append({"bbox_2d": frame.out(box), "type": obj.shape, "color": obj.color,
                         "description": describe(obj, scene.objects, scene.width, scene.height)})
     return {"regions": regions}
 
@@ -137,25 +140,23 @@ def grounding_expressions(query: OfflineQuery) -> dict[str, Any]:
     """One expression per region description (regions described alike share it), plus one per group of two
     or more regions of the same colour and type; a box's score is its IoU with the object it frames."""
     frame = _Frame(query)
-    by_text: dict[str, list[tuple[list[float], float]]] = {}
-    by_kind: dict[tuple[str, str], list[tuple[list[float], float]]] = {}
+    by_text: dict[str, list[tuple[list[int], float]]] = {}
+    by_kind: dict[tuple[str, str], list[tuple[list[int], float]]] = {}
     for region in json_after(query.text, "Regions"):
-        _, iou = frame.best_match(frame.pixels(region["bbox_2d"]))
-        entry = (region["bbox_2d"], round(iou, 3))
+        box = frame.pixels(region["bbox_2d"])
+        _, iou = frame.best_match(box)
+        entry = (frame.out(box), round(iou, 3))
         text = (region.get("description") or f"the {region.get('color')} {region.get('type')}").strip()
         by_text.setdefault(text, []).append(entry)
         if region.get("color") not in (None, "", "unknown"):
             by_kind.setdefault((region["color"], region["type"]), []).append(entry)
     for (color, kind), entries in by_kind.items():
         if len(entries) > 1:
-            by_text.setdefault(f"the {_count_word(len(entries))} {color} {kind}s", entries)
+            count = NUMBER_WORDS.get(len(entries), str(len(entries)))
+            by_text.setdefault(f"the {count} {color} {kind}s", entries)
     return {"expressions": [{"text": text, "bboxes": [box for box, _ in entries[:MAX_INSTANCES]],
                              "scores": [score for _, score in entries[:MAX_INSTANCES]]}
                             for text, entries in by_text.items()]}
-
-
-def _count_word(n: int) -> str:
-    return NUMBER_WORDS.get(n, str(n))
 
 
 @family("refexp_double_check")
@@ -172,8 +173,9 @@ def _check(frame: _Frame, item: dict[str, Any]) -> dict[str, Any]:
     kept: list[list[int]] = []
     held: list[SceneObject] = []  # the objects the boxes are on, right or wrong
     changed = False
-    for box in item["bboxes"]:
-        obj, iou = frame.best_match(frame.pixels(box))
+    for shown in item["bboxes"]:
+        box = frame.pixels(shown)
+        obj, iou = frame.best_match(box)
         if obj is None or iou < ON_OBJECT_IOU:
             changed = True  # a box on empty background
             continue
@@ -184,7 +186,7 @@ def _check(frame: _Frame, item: dict[str, Any]) -> dict[str, Any]:
             kept.append(frame.out(obj.bbox))
             changed = True
         else:
-            kept.append(box)
+            kept.append(frame.out(box))
     if not kept and held and len({(o.color, o.shape) for o in held}) == 1:
         renamed = _renamed(text, held[0])
         reparsed = parse_phrase(renamed)

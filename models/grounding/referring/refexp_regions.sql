@@ -1,0 +1,45 @@
+{%- set grounding = var('grounding', {}) or {} -%}
+{%- set settings = grounding.get('image_referring_expression') or {} -%}
+{%- set steps = settings.get('steps', ['0', '1', '2', '3']) | map('string') | list -%}
+{{ config(materialized='table', tags=['grounding', 'image_referring_expression'],
+          refresh_cache=settings.get('force_reprocess', false), vlm_backend=grounding.get('vlm_backend')) }}
+-- Step 0, region expressions, when selected: one call per image with boxes, which lists them (type and box on
+-- the 0-1000 scale the prompt declares) and gets back each box's type, colour and description; the answer's
+-- boxes come back as pixels. A failed call keeps the seed regions. Not selected: the seed regions pass through.
+-- Independent of step 1 (refexp_captions): the runner executes the two at the same time.
+with seeds as (
+    select * from {{ ref('refexp_seed_records') }}
+)
+{% if '0' in steps %},
+
+asked as (
+    select
+        image_id,
+        refexp_describe_regions(
+            to_json(list_transform(regions, lambda region: {
+                'type': region.type,
+                'bbox_2d': [round(region.bbox[1] * 1000.0 / width), round(region.bbox[2] * 1000.0 / height),
+                            round(region.bbox[3] * 1000.0 / width), round(region.bbox[4] * 1000.0 / height)]::integer[]
+            }))::varchar,
+            image_path) as answer
+    from seeds
+    where len(regions) > 0 and width is not null
+)
+
+select
+    seeds.image_id,
+    case when asked.answer.status = 'ok' then list_transform(asked.answer.regions, lambda region: {
+        'bbox': region.bbox_2d::integer[],
+        'type': region.type,
+        'color': region.color,
+        'description': region.description
+    }) else seeds.regions end as regions,
+    coalesce(asked.answer.status, 'no boxes') as status,
+    asked.answer.error
+from seeds
+left join asked using (image_id)
+{% else %}
+
+select image_id, regions, 'skipped' as status, null::varchar as error
+from seeds
+{% endif %}
