@@ -52,6 +52,7 @@ class CompiledNode:
     refs: tuple[str, ...]  # names of the models and seeds it refers to
     macros_used: tuple[str, ...] = ()
     functions_used: tuple[str, ...] = ()
+    state_sql: str | None = None  # an incremental model's SQL rendered as a full build: what state compares
 
     @property
     def unique_id(self) -> str:
@@ -59,7 +60,9 @@ class CompiledNode:
 
     @property
     def checksum(self) -> str:
-        return _digest(self.sql if self.node.language != "python" else self.node.raw_code)
+        if self.node.language == "python":
+            return _digest(self.node.raw_code)
+        return _digest(self.state_sql if self.state_sql is not None else self.sql)
 
     @property
     def config_checksum(self) -> str:
@@ -103,6 +106,7 @@ class Compiler:
         self.full_refresh = full_refresh
         self.names = project.by_name()
         self.state: _RenderState | None = None
+        self._as_full_build = False  # is_incremental() is false while this is set
         self.sources: dict[str, str] = {}
         self.env = self._environment(cache_dir)
         self.macros: dict[str, Callable[..., Any]] = {}
@@ -182,7 +186,7 @@ class Compiler:
         node = self.state.node
         merged = merge_config(node.config, self.state.config)
         return (merged.get("materialized") == "incremental" and not self.full_refresh
-                and node.name in self.existing)
+                and node.name in self.existing and not self._as_full_build)
 
     def seed_hash(self, node: Node) -> str:
         from .seeds import seed_content_hash
@@ -232,8 +236,19 @@ class Compiler:
         config_cls = TestConfig if node.resource_type == "test" else ModelConfig
         config = validate(config_cls, config, path=Path(node.path), prefix="config()").model_dump(mode="json")
         functions = tuple(sorted(set(m.lower() for m in self._function_pattern.findall(sql))))
+        state_sql = None
+        if config.get("materialized") == "incremental" and node.name in self.existing and not self.full_refresh:
+            state_sql = self._full_build_sql(node)  # else the first incremental run would look modified
         return CompiledNode(node=replace(node, config=config), sql=sql, refs=tuple(dict.fromkeys(state.refs)),
-                            macros_used=tuple(sorted(state.macros)), functions_used=functions)
+                            macros_used=tuple(sorted(state.macros)), functions_used=functions, state_sql=state_sql)
+
+    def _full_build_sql(self, node: Node) -> str:
+        self._as_full_build, self.state = True, _RenderState(node=node)
+        try:
+            sql = self._fast_render(node.raw_code)
+            return sql if sql is not None else self._template(node.path, node).render()
+        finally:
+            self._as_full_build, self.state = False, None
 
     def _fast_render(self, source: str) -> str | None:
         """Render templates whose only Jinja is `{{ f(literal args) }}` for ref / var / env_var / config /

@@ -150,7 +150,12 @@ def run_node(ctx: RunContext, compiled: CompiledNode) -> NodeResult:
                                            vlm_backend=node.config.get("vlm_backend"),
                                            refresh=bool(node.config.get("refresh_cache")))
         if node.resource_type == "test":
-            _run_test(cur, compiled, result)
+            missing = [ctx.graph.nodes[p].node.name for p in sorted(ctx.graph.parents[compiled.unique_id])
+                       if ctx.graph.nodes[p].node.is_relation and ctx.graph.nodes[p].node.name not in ctx.existing]
+            if missing:  # e.g. a relationships test whose other model was not selected and never built
+                result.status, result.message = "skipped", f"skipped: {', '.join(missing)} not built"
+            else:
+                _run_test(cur, compiled, result)
         else:
             _build(ctx, cur, compiled, result)
     except DataprojError as err:

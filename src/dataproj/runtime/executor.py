@@ -49,6 +49,7 @@ class Outcome:
     latency_s: float
     record: CallRecord | None = None
     skipped: bool = False  # not called: the node's failure budget had tripped
+    in_record: bool = False  # counted in another outcome's ledger record (the rows of one batch call)
 
 
 class FunctionExecutor:
@@ -321,6 +322,8 @@ class FunctionExecutor:
         outcomes = [Outcome(True, self._success(v, usage.raw_response), None, latency / len(chunk)) for v in values]
         if self.spec.ledgered:
             outcomes[0].record = self.runtime.make_record(self.spec, usage, "ok", latency, 1, None, rows=len(chunk))
+            for outcome in outcomes[1:]:
+                outcome.in_record = True
         return outcomes
 
     def _call(self, args: tuple[Any, ...], stats: NodeStats | None = None) -> Outcome:
@@ -383,7 +386,7 @@ class FunctionExecutor:
         if not outcomes:
             return
         records = [o.record for o in outcomes if o.record is not None]
-        unrecorded = [o for o in outcomes if o.record is None]
+        unrecorded = [o for o in outcomes if o.record is None and not o.in_record]
         if unrecorded and self.spec.ledgered:  # cheap per-row calls: one ledger row for the group
             failed = [o.error for o in unrecorded if not o.ok]
             records.append(self.runtime.make_record(
