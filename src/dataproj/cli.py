@@ -22,6 +22,8 @@ COMMANDS = {
     "clean": "remove warehouse/target and exports",
     "cache": "inspect or clear the durable call cache",
     "vlm-server": "serve the offline backend over the OpenAI and Gemini APIs (for trying real-backend configs)",
+    "report": "write the image-search summary (CSV tables and PNG plots) from the built warehouse",
+    "publish": "publish the built image-search benchmark: a Hugging Face dataset (hf) or TREC files (trec)",
 }
 
 
@@ -73,6 +75,13 @@ def _add_specific(name: str, cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     elif name == "clean":
         cmd.add_argument("--warehouse", action="store_true", help="also delete the database and its state")
+    elif name == "report":
+        cmd.add_argument("--out", type=Path, help="folder to write (default: <exports>/summary)")
+    elif name == "publish":
+        cmd.add_argument("target", choices=["hf", "trec"])
+        cmd.add_argument("--repo-id", help="hf: push to this dataset repo (needs HF_TOKEN); default vars.imsearch.hf")
+        cmd.add_argument("--private", action="store_true", default=None, help="hf: create the repo private")
+        cmd.add_argument("--out", type=Path, help="folder to write (default: <exports>/hf_dataset or <exports>)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,6 +172,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _vlm_server(options, args)
     if args.command == "cache":
         return _cache(options, args.action, args.function)
+    if args.command == "report":
+        from .report.command import report
+
+        written = report(options.project_dir, options.vars, args.out)
+        print(f"wrote {len(written)} summary files to {written[0].parent if written else args.out}")
+        return 0
+    if args.command == "publish":
+        return _publish(options, args)
     if args.command == "clean":
         for path in commands.clean(options, warehouse=args.warehouse):
             print(f"removed {path}")
@@ -198,6 +215,23 @@ def _vlm_server(options: Any, args: argparse.Namespace) -> int:
         return 0
     finally:
         server.stop()
+
+
+def _publish(options: Any, args: argparse.Namespace) -> int:
+    from .publish.command import publish_hf, publish_trec
+
+    if args.target == "trec":
+        for written in publish_trec(options.project_dir, options.vars, args.out):
+            skipped = f" ({len(written.skipped)} rows with whitespace in an id left out)" if written.skipped else ""
+            print(f"wrote {written.path} ({written.lines} lines){skipped}")
+        return 0
+    published = publish_hf(options.project_dir, options.vars, repo_id=args.repo_id, private=args.private,
+                           out_dir=args.out)
+    print(f"saved {published.rows} rows to {published.out_dir} ({published.failed_rows} rows of failed judgments "
+          f"and {published.missing_images} with missing images left out)")
+    if published.commit_url:
+        print(f"pushed to {published.repo_id}: {published.commit_url}")
+    return 0
 
 
 def _cache(options: Any, action: str, function: str | None) -> int:

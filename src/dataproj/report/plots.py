@@ -16,11 +16,13 @@ PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b
            "#bab0ac", "#86bcb6", "#d37295")
 
 
-def _figure(width: float, height: float) -> tuple[Any, Any]:
+def _figure(width: float, height: float, **margins: float) -> Any:
+    """A figure with fixed margins (in figure fractions): a layout engine would draw every figure twice."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height), layout="constrained")
-    return figure, figure
+    figure = Figure(figsize=(width, height))
+    figure.subplots_adjust(**{"left": 0.08, "right": 0.97, "bottom": 0.1, "top": 0.9, **margins})
+    return figure
 
 
 def _save(figure: Any, path: Path, dpi: int) -> Path:
@@ -34,11 +36,20 @@ def _grid(count: int, columns: int) -> tuple[int, int]:
     return math.ceil(count / columns), columns
 
 
+def _colors_for(labels: Sequence[str]) -> tuple[list[Any], str]:
+    """The labels' own colours when every label names one (a colour facet), else the palette; and an edge."""
+    from matplotlib.colors import is_color_like
+
+    if labels and all(is_color_like(str(label)) for label in labels):
+        return [str(label) for label in labels], "#555555"
+    return [PALETTE[i % len(PALETTE)] for i in range(len(labels))], "white"
+
+
 def _donut(ax: Any, labels: Sequence[str], counts: Sequence[int], title: str, unit: str) -> None:
     total = sum(counts)
-    colors = [PALETTE[i % len(PALETTE)] for i in range(len(counts))]
+    colors, edge = _colors_for(labels)
     wedges, _ = ax.pie(counts, startangle=90, counterclock=False, colors=colors,
-                       wedgeprops={"width": 0.38, "edgecolor": "white", "linewidth": 1.5})
+                       wedgeprops={"width": 0.38, "edgecolor": edge, "linewidth": 1.2})
     ax.text(0, 0, f"{total}\n{unit}", ha="center", va="center", fontsize=13, fontweight="bold")
     ax.set_title(title, fontsize=14, fontweight="bold")
     legend = [f"{label}  {count} ({100 * count / total:.0f}%)" for label, count in zip(labels, counts, strict=True)]
@@ -51,7 +62,8 @@ def donuts(panels: Sequence[tuple[str, Sequence[str], Sequence[int]]], path: Pat
            unit: str = "images", columns: int = 3) -> Path:
     """One donut per (title, labels, counts), with counts and percentages in a legend under each."""
     rows, cols = _grid(len(panels), columns)
-    figure, _ = _figure(5.2 * cols, 5.6 * rows)
+    figure = _figure(5.2 * cols, 5.6 * rows, left=0.02, right=0.98, top=1 - 0.5 / (5.6 * rows),
+                        bottom=1.6 / (5.6 * rows), hspace=0.55, wspace=0.15)
     axes = figure.subplots(rows, cols, squeeze=False)
     for ax, (title, labels, counts) in zip(axes.flat, panels, strict=False):
         _donut(ax, labels, counts, title, unit)
@@ -62,7 +74,7 @@ def donuts(panels: Sequence[tuple[str, Sequence[str], Sequence[int]]], path: Pat
 
 def relevancy_distribution(rates: Sequence[tuple[str, float]], path: Path, dpi: int) -> Path:
     """Relevance rate per query (bars, sorted) and the distribution of those rates."""
-    figure, _ = _figure(12, 8.5)
+    figure = _figure(12, 8.5, top=0.95, bottom=0.07, hspace=0.55)
     top, bottom = figure.subplots(2, 1)
     ordered = sorted(rates, key=lambda r: (-r[1], r[0]))
     top.bar(range(len(ordered)), [r[1] for r in ordered], color=RELEVANT)
@@ -84,7 +96,7 @@ def relevancy_distribution(rates: Sequence[tuple[str, float]], path: Path, dpi: 
 
 
 def relevance_overview(relevant: int, not_relevant: int, path: Path, dpi: int) -> Path:
-    figure, _ = _figure(12, 5.5)
+    figure = _figure(12, 5.5, left=0.02, wspace=0.3)
     left, right = figure.subplots(1, 2)
     left.pie([not_relevant, relevant], labels=[f"Not relevant ({not_relevant})", f"Relevant ({relevant})"],
              colors=[NOT_RELEVANT, RELEVANT], autopct="%1.1f%%", startangle=90, textprops={"fontsize": 12})
@@ -99,7 +111,7 @@ def relevance_overview(relevant: int, not_relevant: int, path: Path, dpi: int) -
 
 def relevance_by_facet(facet: str, rows: Sequence[tuple[str, int, int]], path: Path, dpi: int) -> Path:
     """Stacked percentage of relevant / not relevant pairs per facet value (rows: value, relevant, judged)."""
-    figure, ax = _figure(max(7.0, 1.1 * len(rows) + 3), 5.5)
+    figure = _figure(max(8.0, 1.1 * len(rows) + 3), 5.5, left=0.1, bottom=0.2, top=0.9)
     ax = figure.subplots()
     labels = [str(r[0]) for r in rows]
     relevant = [100 * r[1] / r[2] if r[2] else 0 for r in rows]
@@ -108,16 +120,16 @@ def relevance_by_facet(facet: str, rows: Sequence[tuple[str, int, int]], path: P
     for i, row in enumerate(rows):
         ax.text(i, 101, f"n={row[2]}", ha="center", va="bottom", fontsize=10)
     ax.set_ylim(0, 110)
-    ax.set_title(f"Relevance by {facet}", fontsize=14, fontweight="bold")
+    ax.set_title(f"Relevance by {facet}", fontsize=14, fontweight="bold", loc="left")
     ax.set_ylabel("% of judged pairs", fontsize=12)
     ax.set_xlabel(facet, fontsize=12)
     ax.tick_params(axis="x", rotation=30, labelsize=11)
-    ax.legend(fontsize=11, loc="upper right", bbox_to_anchor=(1.0, -0.18), ncol=2, frameon=False)
+    ax.legend(fontsize=11, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, frameon=False)
     return _save(figure, path, dpi)
 
 
 def query_length_distribution(lengths: Sequence[int], path: Path, dpi: int) -> Path:
-    figure, _ = _figure(10, 5.5)
+    figure = _figure(10, 5.5, bottom=0.12)
     ax = figure.subplots()
     ax.hist(lengths, bins=min(30, max(5, len(set(lengths)))), color="#4e79a7", edgecolor="black")
     mean = sum(lengths) / len(lengths) if lengths else 0.0
@@ -133,7 +145,7 @@ def query_length_distribution(lengths: Sequence[int], path: Path, dpi: int) -> P
 def score_analysis(column: str, scorer: str, scores: Sequence[tuple[float, int | None]], path: Path,
                    dpi: int) -> Path:
     """Histogram, box and violin by relevance, and CDF of the similarity scores ((score, label) pairs)."""
-    figure, _ = _figure(13, 10)
+    figure = _figure(13, 10, top=0.92, bottom=0.07, hspace=0.35, wspace=0.25)
     figure.suptitle(f"{column} ({scorer})", fontsize=15, fontweight="bold")
     (hist, box), (violin, cdf) = figure.subplots(2, 2)
     values = sorted(s for s, _ in scores)
@@ -168,7 +180,7 @@ def score_analysis(column: str, scorer: str, scores: Sequence[tuple[float, int |
 
 
 def score_by_query(column: str, means: Sequence[tuple[str, float]], path: Path, dpi: int) -> Path:
-    figure, _ = _figure(12, 5.5)
+    figure = _figure(12, 5.5, bottom=0.22)
     ax = figure.subplots()
     ax.bar([m[0] for m in means], [m[1] for m in means], color="#f28e2b")
     ax.set_title(f"Mean {column} per query", fontsize=14, fontweight="bold")
@@ -180,7 +192,8 @@ def score_by_query(column: str, means: Sequence[tuple[str, float]], path: Path, 
 
 def confidence_distributions(by_category: dict[str, list[float]], path: Path, dpi: int) -> Path:
     rows, cols = _grid(len(by_category), 3)
-    figure, _ = _figure(5 * cols, 3.8 * rows)
+    figure = _figure(5 * cols, 3.8 * rows, top=1 - 0.45 / (3.8 * rows), bottom=0.6 / (3.8 * rows), hspace=0.6,
+                        wspace=0.3, left=0.06)
     axes = figure.subplots(rows, cols, squeeze=False)
     for ax, (category, values) in zip(axes.flat, by_category.items(), strict=False):
         ax.hist(values, bins=20, range=(0, 1), color="#76b7b2", edgecolor="black")
@@ -196,7 +209,7 @@ def confidence_distributions(by_category: dict[str, list[float]], path: Path, dp
 
 
 def confidence_boxplot(by_category: dict[str, list[float]], path: Path, dpi: int) -> Path:
-    figure, _ = _figure(max(8.0, 1.3 * len(by_category) + 2), 5.5)
+    figure = _figure(max(8.0, 1.3 * len(by_category) + 2), 5.5, bottom=0.25)
     ax = figure.subplots()
     parts = ax.boxplot(list(by_category.values()), tick_labels=list(by_category), patch_artist=True)
     for i, patch in enumerate(parts["boxes"]):
@@ -210,7 +223,7 @@ def confidence_boxplot(by_category: dict[str, list[float]], path: Path, dpi: int
 
 def confidence_by_relevance(rows: Sequence[tuple[str, float | None, float | None]], path: Path, dpi: int) -> Path:
     """Mean confidence per facet for not relevant / relevant pairs (rows: facet, mean_0, mean_1)."""
-    figure, _ = _figure(max(8.0, 1.3 * len(rows) + 2), 5.5)
+    figure = _figure(max(8.0, 1.3 * len(rows) + 2), 5.5, bottom=0.25)
     ax = figure.subplots()
     positions = range(len(rows))
     ax.bar([p - 0.2 for p in positions], [r[1] or 0 for r in rows], 0.4, color=NOT_RELEVANT, label="Not relevant")
@@ -227,10 +240,10 @@ def confidence_by_relevance(rows: Sequence[tuple[str, float | None, float | None
 def word_cloud(frequencies: dict[str, float], title: str, path: Path, dpi: int, colormap: str) -> Path:
     from wordcloud import WordCloud
 
-    cloud = WordCloud(width=1400, height=700, background_color="white", max_words=100, colormap=colormap,
+    cloud = WordCloud(width=1200, height=600, background_color="white", max_words=100, colormap=colormap,
                       prefer_horizontal=0.95, random_state=42, min_font_size=12)
     image = cloud.generate_from_frequencies(frequencies).to_array()
-    figure, _ = _figure(14, 7.6)
+    figure = _figure(12, 6.6, left=0.01, right=0.99, bottom=0.01, top=0.93)
     ax = figure.subplots()
     ax.imshow(image, interpolation="bilinear")
     ax.axis("off")
@@ -243,7 +256,8 @@ def image_grid(images: Sequence[tuple[str, str]], path: Path, dpi: int, *, colum
     from PIL import Image
 
     rows, cols = _grid(len(images), columns)
-    figure, _ = _figure(2.6 * cols, 2.5 * rows + 0.4)
+    figure = _figure(2.6 * cols, 2.5 * rows + 0.4, left=0.01, right=0.99, bottom=0.01,
+                        top=1 - 0.6 / (2.5 * rows + 0.4), hspace=0.25, wspace=0.05)
     figure.suptitle(f"Random sample of {len(images)} images", fontsize=15, fontweight="bold")
     axes = figure.subplots(rows, cols, squeeze=False)
     for ax, (caption, file) in zip(axes.flat, images, strict=False):
@@ -259,18 +273,21 @@ def image_grid(images: Sequence[tuple[str, str]], path: Path, dpi: int, *, colum
     return _save(figure, path, dpi)
 
 
-def cost_bars(rows: Sequence[tuple[str, float, int]], path: Path, dpi: int) -> Path:
-    """Cost and calls per phase (rows: phase, cost_usd, calls)."""
-    figure, _ = _figure(11, 4.8)
+def cost_bars(rows: Sequence[tuple[str, int, int, float, int]], path: Path, dpi: int) -> Path:
+    """Tokens (input / output) with the cost, and real calls, per phase (rows: phase, in, out, usd, calls)."""
+    figure = _figure(12, 5, wspace=0.3)
     left, right = figure.subplots(1, 2)
     names = [r[0] for r in rows]
-    bars = left.bar(names, [r[1] for r in rows], color="#b07aa1")
-    left.bar_label(bars, labels=[f"${r[1]:.4f}" for r in rows], fontsize=11)
-    left.set_title("Cost per phase (USD)", fontsize=14, fontweight="bold")
-    bars = right.bar(names, [r[2] for r in rows], color="#9c755f")
+    left.bar(names, [r[1] for r in rows], color="#4e79a7", label="input tokens")
+    bars = left.bar(names, [r[2] for r in rows], bottom=[r[1] for r in rows], color="#f28e2b", label="output tokens")
+    left.bar_label(bars, labels=[f"${r[3]:.4f}" for r in rows], fontsize=11, padding=2)
+    left.set_title("Tokens per phase (cost above each bar)", fontsize=14, fontweight="bold")
+    left.legend(fontsize=11)
+    bars = right.bar(names, [r[4] for r in rows], color="#9c755f")
     right.bar_label(bars, fontsize=11)
-    right.set_title("Real calls per phase", fontsize=14, fontweight="bold")
+    right.set_title("Paid calls per phase (ledger rows)", fontsize=14, fontweight="bold")
     for ax in (left, right):
         ax.tick_params(labelsize=12)
         ax.grid(axis="y", alpha=0.3)
+        ax.margins(y=0.12)
     return _save(figure, path, dpi)

@@ -21,8 +21,8 @@ class SummarySettings:
     taxonomy_facets: tuple[str, ...]
     boolean_facets: tuple[str, ...] = ()
     similarity_column: str = "similarity_score"
-    dpi: int = 150
-    sample_images: int = 30
+    dpi: int = 120
+    sample_images: int = 24
     random_seed: int = 42
     variables: dict[str, Any] = field(default_factory=dict)  # vars.imsearch, for config_values.csv
 
@@ -32,7 +32,7 @@ class SummarySettings:
         return cls(taxonomy_facets=tuple(imsearch.get("taxonomy_facets") or {}),
                    boolean_facets=tuple(imsearch.get("boolean_facets") or ()),
                    similarity_column=(imsearch.get("similarity") or {}).get("column", "similarity_score"),
-                   dpi=int(summary.get("dpi", 150)), sample_images=int(summary.get("sample_images", 30)),
+                   dpi=int(summary.get("dpi", 120)), sample_images=int(summary.get("sample_images", 24)),
                    random_seed=int((imsearch.get("query_plan") or {}).get("random_seed") or 42),
                    variables=imsearch)
 
@@ -87,7 +87,7 @@ def _proportions(ctx: _Context, qrels: str) -> None:
     if ctx.has("images"):
         rows = ctx.rows("select original_dataset_name, count(*) from images group by 1 order by 2 desc, 1")
         if rows:
-            ctx.written.append(plots.donuts([("original_dataset_name", [r[0] for r in rows], [r[1] for r in rows])],
+            ctx.written.append(plots.donuts([("Source dataset", [r[0] for r in rows], [r[1] for r in rows])],
                                             ctx.out / "dataset_proportion_donuts.png", ctx.settings.dpi))
 
 
@@ -102,7 +102,7 @@ def _relevance(ctx: _Context, qrels: str) -> None:
     relevant, not_relevant = ctx.rows(f"select count_if(relevance_label = 1), count_if(relevance_label = 0) "
                                       f"from {qrels}")[0]
     ctx.written.append(plots.relevance_overview(relevant, not_relevant, ctx.out / "relevance_overview.png", dpi))
-    for facet in (*ctx.settings.taxonomy_facets, *ctx.settings.boolean_facets):
+    for facet in ctx.settings.taxonomy_facets:  # as the reference: one plot per taxonomy facet
         rows = ctx.rows(f"select {quote(facet)}::VARCHAR, count_if(relevance_label = 1), count(relevance_label) "
                         f"from {qrels} where relevance_label is not null and {quote(facet)} is not null "
                         f"group by 1 order by 1")
@@ -198,7 +198,9 @@ def _cost(ctx: _Context) -> None:
         return
     header, rows = tables.cost_summary(ctx.con)
     ctx.csv("cost_summary.csv", (header, rows))
-    phases = [(r[0], float(r[header.index("Total Cost (USD)")] or 0), int(r[header.index("Calls")]))
-              for r in rows if r[0] != "total"]
+    column = {name: header.index(name) for name in
+              ("Total Input Tokens", "Total Output Tokens", "Total Cost (USD)", "Calls")}
+    phases = [(r[0], int(r[column["Total Input Tokens"]] or 0), int(r[column["Total Output Tokens"]] or 0),
+               float(r[column["Total Cost (USD)"]] or 0), int(r[column["Calls"]])) for r in rows if r[0] != "total"]
     if phases:
         ctx.written.append(plots.cost_bars(phases, ctx.out / "cost_summary.png", ctx.settings.dpi))

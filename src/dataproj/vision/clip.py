@@ -41,9 +41,7 @@ class SimilarityScore(BaseModel):
 @udf
 def clip_scorer(model: str, pretrained: str, fallback: str) -> str:
     """The scorer of a similarity column: open_clip when its weights are local, else the configured fallback."""
-    from .models import cached_clip_weights
-
-    if pretrained == "random" or cached_clip_weights(model, pretrained):
+    if pretrained == "random" or (open_clip_weights_cached() and _cached(model, pretrained)):
         return f"{OPEN_CLIP}{model}/{pretrained}"
     if fallback:
         if fallback not in FALLBACKS:
@@ -51,6 +49,26 @@ def clip_scorer(model: str, pretrained: str, fallback: str) -> str:
         return f"{FALLBACK}{fallback}"
     raise RowFailure(f"CLIP weights {model}/{pretrained} are not in the local caches and no fallback is configured: "
                      "put the weights in the Hugging Face cache, or set vars.imsearch.similarity.fallback")
+
+
+def open_clip_weights_cached() -> bool:
+    """Whether any open_clip weights are in the Hugging Face or legacy CLIP cache: a directory scan, so that a
+    machine without weights learns it without importing torch (seconds on a small CPU)."""
+    from pathlib import Path
+
+    from huggingface_hub import constants
+
+    hub = Path(constants.HF_HUB_CACHE)
+    if hub.is_dir() and any(hub.glob("*/snapshots/*/open_clip_*")):
+        return True
+    legacy = Path("~/.cache/clip").expanduser()
+    return legacy.is_dir() and any(legacy.iterdir())
+
+
+def _cached(model: str, pretrained: str) -> bool:
+    from .models import cached_clip_weights
+
+    return cached_clip_weights(model, pretrained) is not None
 
 
 @udf(kind="batch", cached=True, version="1", batch_size=BATCH_SIZE)

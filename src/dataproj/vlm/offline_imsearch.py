@@ -135,7 +135,9 @@ def boolean_value(facet: str, scene: SceneAnalysis) -> dict[str, Any]:
         value = len(scene.objects) > 1 if facet == "multiple_objects" else len(scene.objects) == 1
         return {"facet": facet, "value": value, "confidence": count_confidence(scene)}
     thing = facet.removeprefix("has_")
-    if facet.startswith("has_") and (thing in _KNOWN_COLORS or thing in _KNOWN_SHAPES or "_" in thing):
+    color, _, shape = thing.partition("_")
+    if facet.startswith("has_") and (thing in _KNOWN_COLORS or thing in _KNOWN_SHAPES
+                                     or (color in _KNOWN_COLORS and shape in _KNOWN_SHAPES)):
         return {"facet": facet, "value": thing in colors | shapes | pairs, "confidence": 0.95}
     raise OfflineAnswerError(f"the offline backend cannot compute boolean facet {facet!r} from pixels; it knows "
                              "has_<colour>, has_<shape>, has_<colour>_<shape>, multiple_objects, single_object")
