@@ -147,14 +147,9 @@ def execute_command(options: Options, command: str, reporter: Reporter) -> tuple
 
 def publish_ledger(warehouse: Warehouse) -> None:
     """Copy the call ledger (kept with the cache) into the warehouse as `dataproj_calls`."""
-    from .runtime.ledger import LEDGER_TABLE
+    from .runtime.ledger import publish
 
-    calls = warehouse.runtime.ledger.to_arrow()
-    warehouse.con.register("__dp_calls", calls)
-    try:
-        warehouse.con.execute(f"create or replace table main.{LEDGER_TABLE} as select * from __dp_calls")
-    finally:
-        warehouse.con.unregister("__dp_calls")
+    publish(warehouse.runtime.ledger, warehouse.con)
 
 
 def exit_code(results: list[NodeResult]) -> int:

@@ -178,6 +178,10 @@ def _build(ctx: RunContext, cur: Any, compiled: CompiledNode, result: NodeResult
         sql, params = seed_select(cur, node, ctx.root)
         result.rows = build_table(cur, node.name, sql, existing, params)
     elif node.language == "python":
+        if ctx.runtime is not None:
+            from .runtime.ledger import publish
+
+            publish(ctx.runtime.ledger, cur)
         context = PythonModelContext(cur, ctx.variables, ctx.ephemeral_sql(), project_dir=ctx.root,
                                      exports_dir=ctx.exports_dir)
         result.rows = build_python_model(cur, compiled, ctx.root, existing, context)

@@ -144,3 +144,14 @@ class Ledger:
 
 
 LEDGER_COLUMNS = [f.name for f in fields(CallRecord)]
+
+
+def publish(ledger: Ledger, con: Any) -> None:
+    """The ledger as the warehouse table `dataproj_calls` (at the end of a run, and before Python models run,
+    so a report model sees the calls made so far)."""
+    calls = ledger.to_arrow()
+    con.register("__dp_calls", calls)
+    try:
+        con.execute(f"create or replace table main.{LEDGER_TABLE} as select * from __dp_calls")
+    finally:
+        con.unregister("__dp_calls")
