@@ -77,7 +77,9 @@ def build_python_model(cur: Any, compiled: CompiledNode, root: Path, existing: s
     """Run `model(ctx)` from a Python model file and store what it returns."""
     node = compiled.node
     namespace: dict[str, Any] = {"__file__": str(root / node.path), "__name__": f"dataproj_model_{node.name}"}
-    exec(compile(node.raw_code, str(root / node.path), "exec"), namespace)  # noqa: S102 - project code
+    # dont_inherit: the model must not inherit this module's `from __future__ import annotations`
+    code = compile(node.raw_code, str(root / node.path), "exec", dont_inherit=True)
+    exec(code, namespace)  # noqa: S102 - project code
     result = namespace["model"](context)
     table = _to_arrow(result, node.path)
     view = f"__dp_py_{node.name}"

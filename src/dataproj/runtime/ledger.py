@@ -105,6 +105,7 @@ class Ledger:
     def __init__(self, cache: CallCache) -> None:
         self.cache = cache
         self._lock = threading.Lock()
+        self.publish_lock = threading.Lock()
         self._ready = False
 
     def _ensure(self) -> None:
@@ -149,9 +150,10 @@ LEDGER_COLUMNS = [f.name for f in fields(CallRecord)]
 def publish(ledger: Ledger, con: Any) -> None:
     """The ledger as the warehouse table `dataproj_calls` (at the end of a run, and before Python models run,
     so a report model sees the calls made so far)."""
-    calls = ledger.to_arrow()
-    con.register("__dp_calls", calls)
-    try:
-        con.execute(f"create or replace table main.{LEDGER_TABLE} as select * from __dp_calls")
-    finally:
-        con.unregister("__dp_calls")
+    with ledger.publish_lock:  # Python models on several threads would otherwise conflict on the table
+        calls = ledger.to_arrow()
+        con.register("__dp_calls", calls)
+        try:
+            con.execute(f"create or replace table main.{LEDGER_TABLE} as select * from __dp_calls")
+        finally:
+            con.unregister("__dp_calls")

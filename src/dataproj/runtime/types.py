@@ -108,7 +108,9 @@ def to_plain(value: Any) -> Any:
         return value.model_dump(mode="python")
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
-    if isinstance(value, list | tuple):
+    if isinstance(value, tuple):  # a MAP entry (key, value) from Arrow: Arrow wants it back as a tuple
+        return tuple(to_plain(v) for v in value)
+    if isinstance(value, list):
         return [to_plain(v) for v in value]
     if isinstance(value, dict):
         return {k: to_plain(v) for k, v in value.items()}

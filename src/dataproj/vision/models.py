@@ -68,7 +68,11 @@ def _load_clip(model_name: str, pretrained: str | None, weights_path: str | None
             if local is None or not Path(local).is_file():
                 raise WeightsUnavailable(f"CLIP weights {model_name}/{weights_path or pretrained} are not in the "
                                          "local caches; put them in the Hugging Face cache or set a weights path")
-            model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=local, device=device)
+            # OpenAI's CLIP weights were trained with QuickGELU: loading them from a file path must say so
+            quick = bool((open_clip.get_pretrained_cfg(model_name, pretrained) or {}).get("quick_gelu")) \
+                if pretrained else False
+            model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=local, device=device,
+                                                                         force_quick_gelu=quick)
             label = f"{model_name}/{pretrained or Path(local).name}"
         model.eval()
         tokenizer = open_clip.get_tokenizer(model_name)
@@ -78,10 +82,10 @@ def _load_clip(model_name: str, pretrained: str | None, weights_path: str | None
 
 
 def alexnet_weights_cached() -> bool:
-    """torchvision's AlexNet weights (the LPIPS backbone) in the torch hub cache."""
-    import torch
-
-    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+    """torchvision's AlexNet weights (the LPIPS backbone) in the torch hub cache (found without importing torch)."""
+    hub = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch")
+    checkpoints = Path(hub) / "hub" / "checkpoints"
     return any(checkpoints.glob("alexnet-*.pth")) if checkpoints.is_dir() else False
 
 
@@ -92,12 +96,11 @@ def load_lpips(*, random_backbone: bool = False, device: str = "cpu") -> Any:
 
 @cache
 def _load_lpips(random_backbone: bool, device: str) -> Any:
-    import lpips
+    if not random_backbone and not alexnet_weights_cached():
+        raise WeightsUnavailable("AlexNet weights for LPIPS are not in the torch hub cache (hub/checkpoints)")
+    import lpips  # imported only once the weights are known to be there: it takes seconds
     import torch
 
-    if not random_backbone and not alexnet_weights_cached():
-        raise WeightsUnavailable("AlexNet weights for LPIPS are not in the torch hub cache "
-                                 f"({torch.hub.get_dir()}/checkpoints)")
     with _LOCK:
         if random_backbone:
             torch.manual_seed(0)
