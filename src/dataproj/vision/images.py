@@ -59,6 +59,11 @@ class _Decoded:
                 self.items.move_to_end(key)
             return found
 
+    def clear(self) -> None:
+        with self.lock:
+            self.items.clear()
+            self.used = 0
+
     def put(self, key: tuple[object, ...], value: np.ndarray) -> None:
         with self.lock:
             if key in self.items:
@@ -72,6 +77,11 @@ class _Decoded:
 
 _DECODED = _Decoded(DECODED_CACHE_BYTES)
 _HASHES = ContentHashes()
+
+
+def clear_decoded() -> None:
+    """Forget every memoised decoded image."""
+    _DECODED.clear()
 
 
 def capped_size(width: int, height: int, max_side: int = MAX_SIDE) -> tuple[int, int]:
