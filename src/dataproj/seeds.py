@@ -5,10 +5,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import SeedError
+from .errors import DataprojError, SeedError
 from .nodes import Node
 
 _READERS = {
@@ -56,7 +57,9 @@ def _validate_csv(path: Path, rel: str) -> None:
                                 hint="quote values that contain commas, or fix the row")
 
 
-def _validate_jsonl(path: Path, rel: str) -> None:
+def jsonl_objects(path: Path, shown: str,
+                  error: type[DataprojError] = SeedError) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; a line that is no JSON object raises `error` with its number."""
     with path.open(encoding="utf-8") as handle:
         for number, text in enumerate(handle, start=1):
             if not text.strip():
@@ -64,10 +67,16 @@ def _validate_jsonl(path: Path, rel: str) -> None:
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as err:
-                raise SeedError(f"malformed JSON: {err.msg} (column {err.colno})", path=rel, line=number,
-                                hint="each line must be one JSON object") from None
+                raise error(f"malformed JSON: {err.msg} (column {err.colno})", path=shown, line=number,
+                            hint="each line must be one JSON object") from None
             if not isinstance(value, dict):
-                raise SeedError("each line must be a JSON object", path=rel, line=number)
+                raise error("each line must be a JSON object", path=shown, line=number)
+            yield number, value
+
+
+def _validate_jsonl(path: Path, rel: str) -> None:
+    for _ in jsonl_objects(path, rel):
+        pass
 
 
 def _validate_json(path: Path, rel: str) -> None:

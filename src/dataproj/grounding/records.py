@@ -8,7 +8,6 @@ unified schema accepts the names of the reference's code (`text`, `bbox_score`) 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pyarrow as pa
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import DataprojError
+from ..seeds import jsonl_objects as seed_jsonl_objects
 
 # ---- schema -------------------------------------------------------------------------------------------------
 
@@ -113,18 +113,7 @@ def jsonl_objects(path: Path, shown: str) -> Iterator[tuple[int, dict[str, Any]]
     if not path.is_file():
         raise DataprojError(f"input file not found: {path}", path=shown,
                             hint="fix the path in vars.grounding (relative paths start at the project root)")
-    with path.open(encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise DataprojError(f"malformed JSON: {err.msg} (column {err.colno})", path=shown, line=number,
-                                    hint="each line must be one JSON object") from None
-            if not isinstance(value, dict):
-                raise DataprojError("each line must be a JSON object", path=shown, line=number)
-            yield number, value
+    yield from seed_jsonl_objects(path, shown, DataprojError)
 
 
 def validated(model: type[_Record], rows: Iterable[tuple[int, dict[str, Any]]], shown: str) -> list[tuple[int, Any]]:
