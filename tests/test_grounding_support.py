@@ -35,6 +35,7 @@ def grounding_project(root: Path, *, stems: Iterable[str] | None = None, groundi
     ignore = shutil.ignore_patterns("__pycache__")
     shutil.copytree(REPO / "models" / "grounding", root / "models" / "grounding", ignore=ignore)
     shutil.copytree(REPO / "prompts" / "grounding", root / "prompts" / "grounding")
+    shutil.copytree(REPO / "macros", root / "macros", dirs_exist_ok=True)  # the models call project macros
     seeds = root / "seeds"
     (seeds / "grounding" / "kitti").mkdir(parents=True)
     shutil.copyfile(SEEDS / "grounding" / "make_inputs.py", seeds / "grounding" / "make_inputs.py")
