@@ -17,15 +17,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from .index import MISS, NamespaceIndex
 from .spec import FunctionSpec
 
-MISS = -1
+__all__ = ["MISS", "CallCache", "NamespaceIndex", "StoredCall"]
 LEDGER_TABLE = "dataproj_calls"
-
-
-def rest_none() -> np.ndarray:
-    return np.zeros(0, dtype=np.intp)
-
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
@@ -38,83 +34,6 @@ class StoredCall:
     value: Any  # plain Python value of the result type (None for a failed scalar)
     error: str | None
     latency_s: float
-
-
-class NamespaceIndex:
-    """The cached results of one function namespace.
-
-    Base entries are vectorised: keys sorted and bucketed by their top bits, so a batch of lookups is a few
-    numpy gathers (a binary search over millions of random 64-bit keys is bound by memory latency). Entries
-    computed since are in `added`, and are folded into the base once they grow past a quarter of it.
-    """
-
-    def __init__(self, keys: np.ndarray, values: pa.Array, ok: np.ndarray, result_type: pa.DataType) -> None:
-        self.result_type = result_type
-        self.added: dict[Any, tuple[bool, Any]] = {}  # key -> (ok, plain value)
-        self.fresh: set[Any] = set()  # keys computed by this process (kept even under --refresh-cache)
-        self.lock = threading.Lock()
-        self._build(keys.astype(np.uint64), values, ok.astype(bool))
-
-    def _build(self, keys: np.ndarray, values: pa.Array, ok: np.ndarray) -> None:
-        order = np.argsort(keys, kind="stable")
-        self.sorted_keys = keys[order]
-        self.order = order
-        self.values = values
-        self.ok = ok
-        # About four buckets per key: most buckets hold at most one key, so one probe finds nearly every key.
-        bits = int(min(26, max(8, np.ceil(np.log2(max(len(keys), 1))) + 2)))
-        self.shift = np.uint64(64 - bits)
-        counts = np.bincount((self.sorted_keys >> self.shift).astype(np.intp), minlength=1 << bits)
-        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32 if len(keys) < 2**31 else np.int64)
-        self.widest = int(counts.max()) if len(keys) else 0
-        self.last = max(len(keys) - 1, 0)
-
-    def lookup(self, keys: np.ndarray) -> np.ndarray:
-        """Base positions for `keys` (MISS where absent): a first probe for all, a few more for crowded buckets."""
-        if self.widest == 0:
-            return np.full(len(keys), MISS, dtype=np.int64)
-        bucket = (keys >> self.shift).astype(np.intp)
-        low, high = self.starts[bucket], self.starts[bucket + 1]
-        slot = np.minimum(low, self.last)
-        hit = (self.sorted_keys[slot] == keys) & (high > low)
-        found = np.where(hit, self.order[slot], MISS)
-        rest = np.nonzero(~hit & (high - low > 1))[0] if self.widest > 1 else rest_none()
-        offset = 1
-        while rest.size:
-            slot = low[rest] + offset
-            inside = slot < high[rest]
-            rest, slot = rest[inside], slot[inside]
-            match = self.sorted_keys[slot] == keys[rest]
-            found[rest[match]] = self.order[slot[match]]
-            rest, offset = rest[~match], offset + 1
-        return found
-
-    def add(self, key: Any, ok: bool, value: Any) -> None:
-        with self.lock:
-            self.added[key] = (ok, value)
-            self.fresh.add(key)
-
-    def get(self, key: Any, *, fresh_only: bool = False) -> tuple[bool, Any] | None:
-        """An entry added since loading (fresh_only: computed by this process)."""
-        if fresh_only and key not in self.fresh:
-            return None
-        return self.added.get(key)
-
-    def fold_added(self, to_arrow: Any) -> None:
-        """Move hashed entries from `added` into the vectorised base once they are a quarter of it."""
-        with self.lock:
-            if len(self.added) < max(4096, len(self.sorted_keys) // 4):
-                return
-            new_keys = np.fromiter(self.added, dtype=np.uint64, count=len(self.added))
-            entries = list(self.added.values())
-            base_keys = self.sorted_keys[np.argsort(self.order)]  # back in value order
-            keep = ~np.isin(base_keys, new_keys)  # a recomputed entry replaces the stored one
-            keys = np.concatenate([base_keys[keep], new_keys])
-            values = pa.concat_arrays([self.values.filter(pa.array(keep)),
-                                       to_arrow([v for _, v in entries]).cast(self.values.type)])
-            ok = np.concatenate([self.ok[keep], np.array([o for o, _ in entries], dtype=bool)])
-            self._build(keys, values, ok)
-            self.added.clear()
 
 
 class CallCache:
@@ -148,24 +67,26 @@ class CallCache:
         return name
 
     def load(self, spec: FunctionSpec, namespace: str, *, hashed: bool) -> NamespaceIndex:
-        """The latest entry per input of a namespace. `hashed`: key by DuckDB hash() of the typed inputs."""
+        """The entries of a namespace in insertion order (the index keeps the latest per input). `hashed`: key
+        by DuckDB hash() of the typed inputs, else by the input values (image arguments)."""
         table = _quote(self.table(spec))
         inputs = ", ".join(_quote("in_" + p.name) for p in spec.params)
-        query = (f"select {'hash(' + inputs + ')' if hashed else inputs}, ok, value from {table} "
-                 f"where namespace = ? qualify row_number() over (partition by {inputs} "
-                 f"order by created_at desc, rowid desc) = 1")
+        # No window over the whole table to find the latest entry per input: the index does that in its sort.
+        query = (f"select {'hash(' + inputs + ')' if hashed else inputs}, ok, value, rowid from {table} "
+                 "where namespace = ?")
         with self._lock:
             result = self.con.sql(query, params=[namespace]).to_arrow_table()
-        keys = (result.column(0).to_numpy().astype(np.uint64) if hashed
-                else np.arange(result.num_rows, dtype=np.uint64))
+        rowid = result.column("rowid").to_numpy()
+        if np.any(rowid[1:] < rowid[:-1]):  # DuckDB returns insertion order unless told not to keep it
+            result = result.take(pa.array(np.argsort(rowid, kind="stable")))
         values = result.column("value").combine_chunks()
         ok = result.column("ok").to_numpy(zero_copy_only=False).astype(bool)
-        index = NamespaceIndex(keys, values, ok, spec.result.arrow)
-        if not hashed:  # tuple keys: everything lives in `added`
-            rows = zip(*(result.column(i).to_pylist() for i in range(len(spec.params))), strict=True)
-            for key, is_ok, value in zip(rows, ok.tolist(), values.to_pylist(), strict=True):
-                index.added[tuple(_hashable(v) for v in key)] = (is_ok, value)
-            index.sorted_keys = np.zeros(0, dtype=np.uint64)
+        if hashed:
+            return NamespaceIndex(result.column(0).to_numpy().astype(np.uint64), values, ok, spec.result.arrow)
+        index = NamespaceIndex(np.zeros(0, np.uint64), values.slice(0, 0), ok[:0], spec.result.arrow)
+        rows = zip(*(result.column(i).to_pylist() for i in range(len(spec.params))), strict=True)
+        for key, is_ok, value in zip(rows, ok.tolist(), values.to_pylist(), strict=True):
+            index.added[tuple(_hashable(v) for v in key)] = (is_ok, value)  # later entries replace earlier ones
         return index
 
     def store(self, spec: FunctionSpec, namespace: str, calls: Sequence[StoredCall],

@@ -57,6 +57,9 @@ class FunctionExecutor:
         self.spec = spec
         self.runtime = runtime
         self.hashed = spec.cached and not spec.has_image_params
+        self._index: NamespaceIndex | None = None  # loaded by the first batch
+        self._refresh_all = runtime.refreshes(spec)
+        self._to_arrow = lambda values: to_arrow(values, spec.result)
 
     # ---- entry point called by DuckDB --------------------------------------------------------------
     def __call__(self, stats: NodeStats, rows: int, *arrays: Any) -> pa.Array:
@@ -94,10 +97,14 @@ class FunctionExecutor:
     # ---- cached path -------------------------------------------------------------------------------
     def _cached_batch(self, stats: NodeStats, arrays: tuple[pa.Array, ...], keys: np.ndarray | None) -> pa.Array:
         n = len(keys) if keys is not None else len(arrays[0])
-        index = self.runtime.index(self.spec)
-        refresh = self.runtime.refreshes(self.spec) or stats.refresh
+        index = self._index or self._load_index()
+        refresh = self._refresh_all or stats.refresh
         if keys is not None and not refresh:
-            index.fold_added(lambda values: to_arrow(values, self.spec.result))
+            hits = self._all_hits(index, keys)
+            if hits is not None:
+                stats.add_rows(n, n, 0)
+                return hits
+            index.fold_added(self._to_arrow)
         inputs: list[list[Any]] | None = None
         tuple_keys: list[tuple[Any, ...]] | None = None
         if keys is None:  # image arguments: rows are keyed by content hash, in Python
@@ -110,6 +117,7 @@ class FunctionExecutor:
         if self.runtime.retry_failed and usable.any():
             usable &= index.ok[np.where(usable, positions, 0)]
         resolved, pending = self._resolve_rest(index, usable, keys, tuple_keys, refresh)
+        index.added_hits += len(resolved)  # rows answered one by one from entries not folded yet
         if pending:
             inputs = inputs if inputs is not None else [a.to_pylist() for a in arrays]
             self._compute_misses(stats, index, pending, inputs, tuple_keys, resolved)
@@ -119,6 +127,23 @@ class FunctionExecutor:
         if not resolved:
             return index.values.take(pa.array(positions, pa.int64()))
         return self._assemble(index, positions, usable, resolved, n)
+
+    def _all_hits(self, index: NamespaceIndex, keys: np.ndarray) -> pa.Array | None:
+        """The batch's results when the base index holds every row and no stored entry failed (so no row needs
+        its status checked): a slice when a rerun reads the rows in their stored order, else one gather."""
+        if not index.all_ok or not len(index) or not len(keys):
+            return None
+        start = index.run_start(keys)
+        if start is not None:
+            return index.values.slice(start, len(keys))
+        positions = index.lookup(keys)
+        if positions.min() < 0:
+            return None
+        return index.values.take(pa.array(positions))
+
+    def _load_index(self) -> NamespaceIndex:
+        self._index = self.runtime.index(self.spec)
+        return self._index
 
     def _resolve_rest(self, index: NamespaceIndex, usable: np.ndarray, keys: np.ndarray | None,
                       tuple_keys: list[tuple[Any, ...]] | None,

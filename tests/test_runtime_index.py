@@ -1,0 +1,69 @@
+"""The in-memory cache index: the latest entry per key wins, a rerun's batch is found as a stored run, any
+other order through the bucketed lookup, and entries added since loading fold into the vectorised base."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from dataproj.runtime.index import MISS, NamespaceIndex
+
+
+def make_index(keys: list[int], values: list[int], ok: list[bool] | None = None) -> NamespaceIndex:
+    return NamespaceIndex(np.array(keys, dtype=np.uint64), pa.array(values, pa.int64()),
+                          np.array(ok if ok is not None else [True] * len(keys)), pa.int64())
+
+
+def answers(index: NamespaceIndex, keys: list[int]) -> list[int | None]:
+    positions = index.lookup(np.array(keys, dtype=np.uint64))
+    return [index.values[int(p)].as_py() if p != MISS else None for p in positions]
+
+
+def test_the_latest_of_repeated_keys_wins_and_absent_keys_miss() -> None:
+    index = make_index([5, 7, 5, 9, 7], [50, 70, 51, 90, 71], [False, True, True, True, True])
+    assert len(index) == 3
+    assert answers(index, [5, 7, 9, 6, 2**64 - 1]) == [51, 71, 90, None, None]
+    assert index.all_ok  # the failed entry was replaced by a later success
+
+
+def test_keys_crowded_in_one_bucket_are_all_found() -> None:
+    rng = np.random.default_rng(1)
+    keys = rng.integers(0, 2**63, 50_000, dtype=np.uint64)
+    keys[:40] = np.uint64(2**63) + np.arange(40, dtype=np.uint64)  # 40 keys sharing their top bits
+    index = NamespaceIndex(keys, pa.array(np.arange(len(keys))), np.ones(len(keys), bool), pa.int64())
+    assert index.widest >= 40
+    probe = np.concatenate([keys[rng.permutation(len(keys))[:3000]], np.uint64(2**63) + np.arange(45, dtype=np.uint64)])
+    found = index.lookup(probe)
+    assert (keys[found[:3000]] == probe[:3000]).all()
+    assert found[-45:-5].tolist() == list(range(40)) and (found[-5:] == MISS).all()
+
+
+def test_a_batch_stored_consecutively_is_found_as_a_run_in_any_batch_order() -> None:
+    keys = np.arange(100, 200, dtype=np.uint64) * np.uint64(7919)
+    index = NamespaceIndex(keys, pa.array(np.arange(100)), np.ones(100, bool), pa.int64())
+    assert index.run_start(keys[40:60]) == 40
+    assert index.run_start(keys[60:80]) == 60  # where the last one ended
+    assert index.run_start(keys[0:20]) == 0  # found by its first key
+    assert index.run_start(keys[[1, 0, 2]]) is None  # not in stored order
+    assert index.run_start(keys[90:100]) == 90
+    assert index.run_start(np.append(keys[95:], np.uint64(3))) is None  # runs past the end
+
+
+def test_entries_added_since_loading_fold_into_the_base_once_many_or_once_hits_on_them_add_up() -> None:
+    to_arrow = lambda values: pa.array(values, pa.int64())  # noqa: E731
+    index = make_index(list(range(1, 101)), list(range(1, 101)))
+    for key in range(50, 1050):  # 50..100 recomputed, 101..1049 new
+        index.add(key, key % 500 != 0, key * 10)
+    index.fold_added(to_arrow)
+    assert len(index) == 100 and len(index.added) == 1000  # few, and not answering rows yet
+    index.added_hits = 1000 // 4 + 100 // 20  # rows answered one by one cost about what a fold costs
+    index.fold_added(to_arrow)
+    assert len(index) == 1049 and not index.added and index.added_hits == 0
+    assert answers(index, [1, 49, 50, 100, 101, 1049, 1050]) == [1, 49, 500, 1000, 1010, 10490, None]
+    assert not index.all_ok  # 500 and 1000 failed
+    assert index.run_start(np.arange(101, 201, dtype=np.uint64)) == 100  # new entries keep their order
+
+    for key in range(2000, 6096):  # a miss run: folded once the new entries are many
+        index.add(key, True, key)
+    index.fold_added(to_arrow)
+    assert len(index) == 1049 + 4096 and not index.added
