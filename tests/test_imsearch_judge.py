@@ -38,11 +38,12 @@ def spec_text(**overrides: Any) -> str:
 def test_offline_annotation_answers_every_facet_from_the_pixels() -> None:
     result = answer("imsearch_vision_annotation", "", [spec_text()], [str(SCENES / "labshots/scene_021.png")], None,
                     None)
-    facets = {f["facet"]: f["value"] for f in result["taxonomy"]}
-    assert facets == {"dominant_shape": "circle", "dominant_color": "red", "background_tone": "dark",
-                      "background_kind": "plain", "object_count": "two"}
-    assert {f["facet"]: f["value"] for f in result["flags"]} == {"has_red": True, "has_circle": True,
-                                                                 "multiple_objects": True}
+    facets = {"dominant_shape": "circle", "dominant_color": "red", "background_tone": "dark",
+              "background_kind": "plain", "object_count": "two", "has_red": True, "has_circle": True,
+              "multiple_objects": True}
+    assert {f: result[f] for f in facets} == facets
+    assert set(result["confidence"]) == set(facets)
+    assert all(0 <= c <= 1 for c in result["confidence"].values())
     assert result["tags"][:2] == ["red_circle", "white_star"]
     assert result["summary"] == ("Two objects on a dark charcoal plain background: a large red circle and a large "
                                  "white star.")
@@ -77,26 +78,30 @@ def test_offline_judge_writes_the_query_from_the_seed_and_labels_by_annotations(
 
 class Scripted:
     """Answers like the offline backend, except: the vision annotation of 256x256 images names a shape and a tag
-    outside the spec; the judge drops the last candidate of query_002 once and of query_003 on its first two
-    requests."""
+    outside the spec; the judge drops the last candidate of query_002 once and of query_003 on its first three
+    requests (all the attempts of a run), and names a candidate twice in query_002's first answer."""
 
     def __init__(self) -> None:
         self.offline = OfflineAnswerer(PromptStore(ROOT / "prompts"))
         self.judge_requests: Counter[str] = Counter()
+        self.reasks: list[str] = []  # the text each re-ask added
 
     def __call__(self, request: ParsedRequest) -> str:
         value = json.loads(self.offline(request))
+        self.reasks += [t for t in request.texts if t.startswith("Your previous answer could not be used")]
         if "judgments" in value:
             data = json.loads(next(t for t in request.texts if DATA_LABEL in t).split(DATA_LABEL, 1)[1])
             self.judge_requests[data["query_id"]] += 1
             seen = self.judge_requests[data["query_id"]]
-            if (data["query_id"], seen) in (("query_002", 1), ("query_003", 1), ("query_003", 2)):
+            if (data["query_id"], seen) in (("query_002", 1), ("query_003", 1), ("query_003", 2), ("query_003", 3)):
                 value["judgments"] = value["judgments"][:-1]
+            if (data["query_id"], seen) == ("query_002", 1):
+                value["judgments"].append(value["judgments"][0])
         elif request.images:
             with Image.open(io.BytesIO(request.images[0])) as image:
                 square = image.size == (256, 256)
             if square:
-                next(f for f in value["taxonomy"] if f["facet"] == "dominant_shape")["value"] = "hexagon"
+                value["dominant_shape"] = "hexagon"
                 value["tags"] = [*value["tags"], "sparkly"]
         return json.dumps(value)
 
@@ -110,6 +115,8 @@ def scripted_project(root: Path, server: LocalVLMServer, **overrides: Any) -> Pa
     config["backends"] = {"gw": {"type": "openai", "base_url": server.openai_base_url, "model": "gpt-test",
                                  "backoff_initial_s": 0.01}}
     config["vlm"] = {"backend": "gw"}
+    # 3 of 12 annotations fail on purpose: more than the default budget of 20% of calls
+    config.setdefault("models", {}).setdefault("imsearch", {})["annotations"] = {"+failure_budget": 0.5}
     (project / "project.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     return project
 
@@ -130,14 +137,16 @@ def test_answers_outside_the_spec_and_judgments_missing_candidates_are_kept_as_f
         result = run_main(["build", "--select", "+qrels", "--project-dir", str(project)])
         assert result.code == 0, result.text
         annotations = dict(rows(project, "select image_id, status || coalesce(': ' || error, '') from annotations"))
+        # The output schema is rendered from vars.imsearch, so an answer outside it is invalid output: asked again
+        # (three attempts, the backend's output_retries 2), then failed with the first problem named.
         assert annotations["fieldkit/scene_040.png"] == (
-            "invalid: dominant_shape: \"hexagon\" is not one of circle, square, triangle, star; "
-            "tags outside the vocabulary: sparkly")
+            "failed: invalid output after 3 attempt(s): dominant_shape: Input should be 'circle', 'square', "
+            "'triangle' or 'star'")
         assert annotations["fieldkit/scene_045.jpg"] == "ok"
         invalid = {"fieldkit/scene_040.png", "labshots/scene_022.png", "parkcam/scene_012.png"}  # the 256x256 ones
         assert {i for i, status in annotations.items() if status != "ok"} == invalid
         planned = {i for (ids,) in rows(project, "select candidate_image_ids[2:] from query_plan") for i in ids}
-        assert planned and not planned & invalid  # an invalid annotation is never a candidate
+        assert planned and not planned & invalid  # a failed annotation is never a candidate
 
         verdicts = dict(rows(project, "select query_id, any_value(judge_status || coalesce(': ' || judge_error, '')) "
                                       "from qrels group by 1"))
@@ -145,19 +154,25 @@ def test_answers_outside_the_spec_and_judgments_missing_candidates_are_kept_as_f
         assert verdicts["query_001"] == "failed: seed images without a usable annotation: fieldkit/scene_040.png"
         assert verdicts["query_002"] == "ok"
         candidates = rows(project, "select candidate_image_ids from query_plan where query_id = 'query_003'")[0][0]
-        assert verdicts["query_003"] == (f"failed: judgments cover {len(candidates) - 1} of {len(candidates)} "
-                                         f"candidates after 2 attempt(s); missing: {candidates[-1]}")
+        assert verdicts["query_003"] == (
+            "failed: invalid output after 3 attempt(s): judgments[].image_id must name each "
+            f"candidates[].image_id exactly once, missing {candidates[-1]}")
         labels = rows(project, "select count(*), count(relevance_label) from qrels where query_id = 'query_003'")
         assert labels == [(len(candidates), 0)]  # kept and visible, without labels
-        assert scripted.judge_requests == {"query_002": 2, "query_003": 2}
-
-        # Raising judge_attempts asks again only for the failed query; earlier answers come from the cache.
-        result = run_main(["run", "--select", "qrels", "--vars", "{imsearch: {judge_attempts: 3}}",
-                           "--project-dir", str(project)])
-        assert result.code == 0, result.text
         assert scripted.judge_requests == {"query_002": 2, "query_003": 3}
+        # Each re-ask names the problem of the answer before it.
+        assert any(f"missing {candidates[-1]}" in text for text in scripted.reasks)
+        assert any("named more than once" in text for text in scripted.reasks)
+
+        # The failed judge call is a failed call, not a cached success: --retry-failed asks again for that query
+        # only; every other answer comes from the cache.
+        result = run_main(["run", "--select", "qrels", "--retry-failed", "--project-dir", str(project)])
+        assert result.code == 0, result.text
+        assert scripted.judge_requests == {"query_002": 2, "query_003": 4}
         assert dict(rows(project, "select query_id, any_value(judge_status) from qrels group by 1")) == {
             "query_001": "failed", "query_002": "ok", "query_003": "ok"}
+        assert rows(project, "select count(*) = count(relevance_label) from qrels where query_id = 'query_003'") == [
+            (True,)]
     finally:
         server.stop()
 

@@ -179,13 +179,18 @@ def test_invalid_output_fails_after_output_retries(make_project: MakeProject, ap
         project.ok("run")
         row, call = _one_row(project)
         assert server.request_count == output_retries + 1
-        prompt = estimate_usage(server.requests[0], "", 0).prompt
+        prompts = [estimate_usage(request, "", 0).prompt for request in server.requests]
+        reasks = [[t for t in request.texts if t.startswith("Your previous answer could not be used")]
+                  for request in server.requests]
     assert row["status"] == "failed"
     assert row["label"] is None and row["count"] is None
     assert row["raw_response"] == answers[-1]  # the last raw answer is kept
     assert f"invalid output after {output_retries + 1} attempt(s)" in row["error"]
     assert call["status"] == "failed"
-    assert call["input_tokens"] == prompt * (output_retries + 1)  # every ask is paid for
+    assert call["input_tokens"] == sum(prompts)  # every ask is paid for
+    # A re-ask is the same request plus the problem with the answer before it.
+    assert reasks[0] == [] and [len(r) for r in reasks[1:]] == [1] * output_retries
+    assert all("no JSON object found in the response" in r[0] for r in reasks[1:])
 
 
 # ---- usage and cost -----------------------------------------------------------------------------------------

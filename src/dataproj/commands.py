@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import artifacts
-from .compiler import Compiler
+from .compiler import Compiler, deep_merge
 from .errors import DataprojError
 from .graph import Graph, add_test_gates, build_graph
 from .project import Project, load_project
@@ -59,7 +59,8 @@ def open_warehouse(project: Project, options: Options | None = None) -> Iterator
     from .functions import make_runtime
 
     runtime = make_runtime(project, refresh=options.refresh_cache if options else False,
-                           retry_failed=options.retry_failed if options else False)
+                           retry_failed=options.retry_failed if options else False,
+                           variables=deep_merge(project.config.vars, options.vars if options else {}))
     def project_paths(cursor: Any) -> None:
         # read_csv('seeds/x.csv') in a model means the project's file, wherever dataproj was started from
         cursor.execute("set file_search_path = '" + str(project.root).replace("'", "''") + "'")

@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import DataprojError
 
 # Columns that describe the pipeline's own bookkeeping rather than the benchmark.
-INTERNAL_COLUMNS = ("judge_status", "judge_error", "judge_attempts", "judge_raw_response", "similarity_error")
+INTERNAL_COLUMNS = ("judge_status", "judge_error", "judge_raw_response", "similarity_error")
 SHARD_BYTES = 500 * 1024 * 1024
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -13,10 +14,13 @@ from pydantic import BaseModel, ValidationError
 from ..runtime.executor import RowFailure
 from ..runtime.ledger import record_usage
 from .boxes import BoxError, to_pixels
+from .checks import check_answer
 from .clients import VLMReply, VLMRequest, make_client
 from .prompts import PromptAsset
 from .schema import extract_json, strict_json_schema
 from .settings import VLMBackend
+
+REASK = "Your previous answer could not be used: {problem}. Answer again: valid JSON for the schema, following every instruction."
 
 
 class ClientPool:
@@ -60,14 +64,17 @@ def ask(client: Any, request: VLMRequest) -> VLMReply:
 
 def ask_until_valid(client: Any, request: VLMRequest, attempts: int,
                     parse: Callable[[str], Any]) -> tuple[Any, str]:
-    """Ask, parse; re-ask on output that does not parse. Raises RowFailure with the last raw answer."""
+    """Ask, parse; re-ask on output that does not parse or breaks a check, saying what was wrong.
+    Raises RowFailure with the last raw answer."""
     raw, problem = "", "no answer"
+    asked = request
     for _ in range(max(1, attempts)):
-        raw = ask(client, request).text
+        raw = ask(client, asked).text
         try:
             return parse(raw), raw
         except (ValueError, ValidationError, BoxError) as err:
             problem = _short(err)
+        asked = replace(request, parts=(*request.parts, REASK.format(problem=problem)))
     raise RowFailure(f"invalid output after {max(1, attempts)} attempt(s): {problem}", raw_response=raw)
 
 
@@ -79,8 +86,9 @@ def _short(err: Exception) -> str:
 
 
 def parse_output(asset: PromptAsset, raw: str, values: dict[str, Any]) -> dict[str, Any]:
-    """Validate the answer against the asset's output model and convert its boxes to pixel xyxy."""
+    """Validate the answer against the asset's output model and checks, and convert its boxes to pixel xyxy."""
     data = asset.output_model.model_validate(extract_json(raw)).model_dump(mode="json")
+    check_answer(asset.spec.output_checks, data, values)
     if asset.spec.box_fields:
         width, height = _image_size(_boxes_image(asset, values))
         for path in asset.spec.box_fields:

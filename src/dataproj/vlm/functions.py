@@ -52,7 +52,7 @@ def prompt_function(asset: PromptAsset, backend: str, settings: VLMBackend, pool
                       config=answer_config(asset, backend, settings, temperature))
 
 
-def vlm_specs(project: Project) -> list[FunctionSpec]:
+def vlm_specs(project: Project, variables: dict[str, Any] | None = None) -> list[FunctionSpec]:
     """Every prompt asset's SQL function, in a variant per VLM backend; `<name>` means the default backend."""
     from .judges import JUDGE_MAKERS
 
@@ -63,7 +63,7 @@ def vlm_specs(project: Project) -> list[FunctionSpec]:
     vlm_backends = {name: b for name, b in backends.items() if b.type in VLM_TYPES}
     _check_backend(defaults.backend, vlm_backends, "vlm.backend", project_file)
     pool = ClientPool(vlm_backends)  # type: ignore[arg-type]
-    store = PromptStore(project.dir("prompts"))
+    store = PromptStore(project.dir("prompts"), project.config.vars if variables is None else variables)
     specs: list[FunctionSpec] = []
     for prompt_id in sorted(store.assets):
         override = overrides.get(prompt_id, PromptOverride())

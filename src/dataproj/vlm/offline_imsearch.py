@@ -115,7 +115,7 @@ TAXONOMY_RULES: dict[str, FacetRule] = {
 }
 
 
-def taxonomy_value(facet: str, allowed: list[str], scene: SceneAnalysis) -> dict[str, Any]:
+def taxonomy_value(facet: str, allowed: list[str], scene: SceneAnalysis) -> tuple[str, float]:
     rule = TAXONOMY_RULES.get(facet)
     if rule is None:
         raise OfflineAnswerError(f"the offline backend cannot compute taxonomy facet {facet!r} from pixels; "
@@ -123,22 +123,22 @@ def taxonomy_value(facet: str, allowed: list[str], scene: SceneAnalysis) -> dict
     value, confidence = rule(scene, allowed)
     if value not in allowed:
         raise OfflineAnswerError(f"{facet}: the image shows {value!r}, which is not an allowed value {allowed}")
-    return {"facet": facet, "value": value, "confidence": confidence}
+    return value, confidence
 
 
-def boolean_value(facet: str, scene: SceneAnalysis) -> dict[str, Any]:
+def boolean_value(facet: str, scene: SceneAnalysis) -> tuple[bool, float]:
     """has_<colour>, has_<shape>, has_<colour>_<shape>, multiple_objects, single_object."""
     colors = {o.color for o in scene.objects}
     shapes = {o.shape for o in scene.objects}
     pairs = {f"{o.color}_{o.shape}" for o in scene.objects}
     if facet in ("multiple_objects", "single_object"):
         value = len(scene.objects) > 1 if facet == "multiple_objects" else len(scene.objects) == 1
-        return {"facet": facet, "value": value, "confidence": count_confidence(scene)}
+        return value, count_confidence(scene)
     thing = facet.removeprefix("has_")
     color, _, shape = thing.partition("_")
     if facet.startswith("has_") and (thing in _KNOWN_COLORS or thing in _KNOWN_SHAPES
                                      or (color in _KNOWN_COLORS and shape in _KNOWN_SHAPES)):
-        return {"facet": facet, "value": thing in colors | shapes | pairs, "confidence": 0.95}
+        return thing in colors | shapes | pairs, 0.95
     raise OfflineAnswerError(f"the offline backend cannot compute boolean facet {facet!r} from pixels; it knows "
                              "has_<colour>, has_<shape>, has_<colour>_<shape>, multiple_objects, single_object")
 
@@ -178,10 +178,10 @@ def vision_annotation(query: OfflineQuery) -> dict[str, Any]:
     scene = analysis(query.images[0])
     vocabulary = set(spec.vocabulary)
     tags = [t for t in true_tags(scene) if t in vocabulary][:spec.max_tags]
-    return {"summary": summary_text(scene),
-            "taxonomy": [taxonomy_value(f, allowed, scene) for f, allowed in spec.taxonomy.items()],
-            "flags": [boolean_value(f, scene) for f in spec.booleans],
-            "tags": tags}
+    facets = {f: taxonomy_value(f, allowed, scene) for f, allowed in spec.taxonomy.items()}
+    facets |= {f: boolean_value(f, scene) for f in spec.booleans}
+    return {"summary": summary_text(scene), **{f: value for f, (value, _) in facets.items()}, "tags": tags,
+            "confidence": {f: confidence for f, (_, confidence) in facets.items()}}
 
 
 # ---- the judge ---------------------------------------------------------------------------------------------------

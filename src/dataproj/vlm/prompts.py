@@ -1,7 +1,8 @@
 """Prompt assets: prompts/<prompt_id>/<version>.yaml, as in the judge modules' PromptAssetStore.
 
 An asset has a system prompt, user prompt blocks (Jinja text, or image slots filled from arguments), the
-SQL arguments it takes, an output schema (inline JSON schema or a registered pydantic model), and the box
+SQL arguments it takes, an output schema (inline JSON schema, a Jinja template of one rendered with the
+project's vars, or a registered pydantic model), checks of an answer against the call's inputs, and the box
 convention it asks for. Values from data are passed to Jinja as data and never rendered as templates, so
 metadata that contains `{{ ... }}` stays inert.
 """
@@ -54,13 +55,30 @@ class OutputSchema(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    json_schema: dict[str, Any] | None = None  # inline JSON schema
+    # inline JSON schema, or a Jinja template of its YAML rendered with var() (e.g. enums from a taxonomy)
+    json_schema: dict[str, Any] | str | None = None
     model: str | None = None  # or a pydantic model the engine registers (see vlm.outputs)
 
     @model_validator(mode="after")
     def _one_source(self) -> OutputSchema:
         if (self.json_schema is None) == (self.model is None):
             raise ValueError("output_schema needs exactly one of `json_schema:` or `model:`")
+        return self
+
+
+class OutputCheck(BaseModel):
+    """A rule an answer must follow that its schema cannot say. Paths look like "judgments[].image_id"."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["covers", "distinct"]  # covers: the answer names each `input` value exactly once
+    answer: str
+    input: str | None = None  # for covers: a path into one of the call's arguments
+
+    @model_validator(mode="after")
+    def _input_for_covers(self) -> OutputCheck:
+        if (self.kind == "covers") != (self.input is not None):
+            raise ValueError("`input:` is required by kind covers and allowed only there")
         return self
 
 
@@ -76,6 +94,7 @@ class PromptAssetFile(BaseModel):
     system_prompt: str = ""
     user_prompt: list[PromptBlock]
     output_schema: OutputSchema
+    output_checks: list[OutputCheck] = Field(default_factory=list)
     box_convention: Literal["pixel_xyxy", "norm1000_xyxy", "gemini_yxyx"] | None = None
     box_fields: list[str] = Field(default_factory=list)  # paths like "groundings[].bboxes[]"
     boxes_on: str | None = None  # the image argument the boxes refer to (default: the first image argument)
@@ -89,7 +108,25 @@ class PromptAsset:
     version: str
     path: Path
     spec: PromptAssetFile
-    digest: str  # of the file's bytes: part of every cached call's key
+    file_digest: str  # of the file's bytes
+    variables: dict[str, Any] | None = None  # the project's vars, for an output schema template
+
+    @cached_property
+    def digest(self) -> str:
+        """Part of every cached call's key: the file and the output schema it renders to."""
+        schema = self.json_schema
+        if schema is None or isinstance(self.spec.output_schema.json_schema, dict):
+            return self.file_digest
+        rendered = json.dumps(schema, sort_keys=True).encode()
+        return hashlib.sha256(self.file_digest.encode() + rendered).hexdigest()[:16]
+
+    @cached_property
+    def json_schema(self) -> dict[str, Any] | None:
+        """The inline output schema, its template rendered with the project's vars."""
+        template = self.spec.output_schema.json_schema
+        if not isinstance(template, str):
+            return template
+        return render_schema(template, self.variables, f"prompt {self.prompt_id}/{self.version}", self.path)
 
     @property
     def function_name(self) -> str:
@@ -102,7 +139,7 @@ class PromptAsset:
         schema = self.spec.output_schema
         if schema.model is not None:
             return registered_model(schema.model, self.path)
-        return model_from_json_schema(schema.name, schema.json_schema or {})
+        return model_from_json_schema(schema.name, self.json_schema or {})
 
     @property
     def image_inputs(self) -> list[str]:
@@ -144,6 +181,35 @@ def _environment() -> SandboxedEnvironment:
 _ENV = _environment()
 
 
+def render_schema(template: str, variables: dict[str, Any] | None, what: str, path: Path) -> dict[str, Any]:
+    """An output schema template: Jinja over YAML, with var(name[, default]) reading the project's vars."""
+    import yaml
+
+    known = variables or {}
+    missing = object()
+
+    def var(name: str, default: Any = missing) -> Any:
+        if name in known:
+            return known[name]
+        if default is not missing:
+            return default
+        raise ConfigError(f"{what}: output_schema uses var({name!r}), which is not set", path=path,
+                          hint=f"set `vars: {{{name}: ...}}` in project.yml")
+
+    try:
+        text = _ENV.from_string(template).render(var=var)
+        schema = yaml.safe_load(text)
+    except TemplateError as err:
+        raise ConfigError(f"{what}: output_schema template: {err}", path=path) from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{what}: output_schema template does not render to YAML: {err}", path=path,
+                          hint="the rendered text:\n" + text) from None
+    if not isinstance(schema, dict):
+        raise ConfigError(f"{what}: output_schema template renders to {type(schema).__name__}, not a JSON schema "
+                          "object", path=path)
+    return schema
+
+
 def _as_data(kind: str, value: Any) -> Any:
     if kind == "json" and isinstance(value, str):
         try:
@@ -167,12 +233,12 @@ def _slot_paths(slot: ImageSlot, values: dict[str, Any]) -> list[str]:
 class PromptStore:
     """The engine's assets overlaid by the project's prompts/ (same id and version: the project wins)."""
 
-    def __init__(self, project_prompts: Path | None) -> None:
+    def __init__(self, project_prompts: Path | None, variables: dict[str, Any] | None = None) -> None:
         self.assets: dict[str, dict[str, PromptAsset]] = {}
         for root in (ENGINE_ASSETS, project_prompts):
             if root is not None and root.is_dir():
                 for path in sorted(root.rglob("*.yaml")):
-                    asset = _load_asset(path, root)
+                    asset = _load_asset(path, root, variables)
                     self.assets.setdefault(asset.prompt_id, {})[asset.version] = asset
 
     def versions(self, prompt_id: str) -> list[str]:
@@ -199,13 +265,14 @@ def _natural(version: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", version)]
 
 
-def _load_asset(path: Path, root: Path) -> PromptAsset:
+def _load_asset(path: Path, root: Path, variables: dict[str, Any] | None) -> PromptAsset:
     raw = load_yaml(path)
     spec = validate(PromptAssetFile, raw, path=path)
     prompt_id = path.parent.relative_to(root).as_posix()
     _check_asset(spec, path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    return PromptAsset(prompt_id=prompt_id, version=path.stem, path=path, spec=spec, digest=digest)
+    return PromptAsset(prompt_id=prompt_id, version=path.stem, path=path, spec=spec, file_digest=digest,
+                       variables=variables)
 
 
 def _check_asset(spec: PromptAssetFile, path: Path) -> None:
@@ -218,3 +285,8 @@ def _check_asset(spec: PromptAssetFile, path: Path) -> None:
                           hint="one of " + ", ".join(CONVENTIONS))
     if not any(kind in ("image", "images") for kind in spec.inputs.values()) and spec.box_fields:
         raise ConfigError("box_fields need an image input to size the boxes", path=path)
+    for check in spec.output_checks:
+        source = (check.input or "").split("[]")[0].split(".")[0]
+        if check.input is not None and source not in spec.inputs:
+            raise ConfigError(f"output_checks: input path {check.input!r} does not start with one of the inputs "
+                              f"{list(spec.inputs)}", path=path)
