@@ -20,7 +20,8 @@ from .prompts import PromptAsset
 from .schema import extract_json, strict_json_schema
 from .settings import VLMBackend
 
-REASK = "Your previous answer could not be used: {problem}. Answer again: valid JSON for the schema, following every instruction."
+REASK = ("Your previous answer could not be used: {problem}. "
+         "Answer again: valid JSON for the schema, following every instruction.")
 
 
 class ClientPool:
