@@ -63,6 +63,17 @@ def kill_halfway(project: ProjectDir, function: str) -> int:
     return call_count(project, function)
 
 
+def replay_journal(project: ProjectDir) -> None:
+    """Open and close the cache as the next command would: the killed run's journal is copied into DuckDB."""
+    from dataproj.runtime.cache import CallCache
+
+    cache = CallCache(project.path("warehouse/cache/calls.duckdb"))
+    try:
+        cache.stats()
+    finally:
+        cache.close()
+
+
 def ledger_count(project: ProjectDir) -> int:
     import duckdb
 
@@ -74,6 +85,7 @@ def test_a_killed_run_loses_no_finished_call_and_the_rerun_pays_only_for_the_res
     project = crash_project(make_project, "slow_io")
     logged_before = kill_halfway(project, "slow_io")
     assert ROWS // 2 <= logged_before < ROWS
+    replay_journal(project)
     stored_before = {r["in_i"] for r in cache_rows(project, "slow_io")}
     # Every finished call was stored as it completed: at most the calls in flight at the kill are missing.
     assert logged_before - MAX_WORKERS <= len(stored_before) <= logged_before
@@ -98,6 +110,7 @@ def test_a_killed_run_loses_no_finished_call_and_the_rerun_pays_only_for_the_res
 def test_a_killed_run_of_a_row_function_loses_no_finished_call(make_project: MakeProject) -> None:
     project = crash_project(make_project, "slow_row")
     logged_before = kill_halfway(project, "slow_row")
+    replay_journal(project)
     stored_before = {r["in_i"] for r in cache_rows(project, "slow_row")}
     assert len(stored_before) >= logged_before - 1
     project.ok("run")

@@ -4,11 +4,18 @@ One append-only table per function signature holds (namespace, typed inputs, ok,
 entries are loaded once per process into an index; lookups of a whole Arrow batch are vectorised: the SQL side
 passes DuckDB's `hash()` of the arguments, and the index is a sorted numpy array of the same hashes.
 Image arguments are stored as their content hash, so moving a file does not repay its calls.
+
+A finished call is first appended to the process's journal (durable at once, see journal.py) and copied into
+DuckDB with its ledger rows in one transaction per batch (`flush`); journals of killed processes are replayed
+when the cache is next opened. Each copied journal file is recorded in the same transaction, so a kill between
+the commit and the file's deletion does not copy it twice.
 """
 
 from __future__ import annotations
 
 import threading
+import warnings
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +25,12 @@ import numpy as np
 import pyarrow as pa
 
 from .index import MISS, NamespaceIndex
+from .journal import Entry, Insert, Journal, Segment, orphans
 from .spec import FunctionSpec
 
 __all__ = ["MISS", "CallCache", "NamespaceIndex", "StoredCall"]
 LEDGER_TABLE = "dataproj_calls"
+APPLIED_TABLE = "dataproj_journal_applied"  # journal files already copied into this database
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
@@ -37,21 +46,28 @@ class StoredCall:
 
 
 class CallCache:
-    """A DuckDB database of call results; thread-safe (one connection, one lock)."""
+    """A DuckDB database of call results fed by a journal; thread-safe (one connection, one lock)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._con: Any = None
         self._lock = threading.RLock()
         self._tables: set[str] = set()
+        self._schemas: dict[str, pa.Schema] = {}
+        self.journal_dir = path.parent / f"{path.stem}-journal"
+        self.journal = Journal(self.journal_dir)
 
     @property
     def con(self) -> Any:
         if self._con is None:
             from ..warehouse import open_duckdb
 
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._con = open_duckdb(self.path)
+            with self._lock:
+                if self._con is None:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    con = open_duckdb(self.path)
+                    self._replay(con)
+                    self._con = con
         return self._con
 
     def table(self, spec: FunctionSpec) -> str:
@@ -69,6 +85,7 @@ class CallCache:
     def load(self, spec: FunctionSpec, namespace: str, *, hashed: bool) -> NamespaceIndex:
         """The entries of a namespace in insertion order (the index keeps the latest per input). `hashed`: key
         by DuckDB hash() of the typed inputs, else by the input values (image arguments)."""
+        self.flush()
         table = _quote(self.table(spec))
         inputs = ", ".join(_quote("in_" + p.name) for p in spec.params)
         # No window over the whole table to find the latest entry per input: the index does that in its sort.
@@ -90,42 +107,81 @@ class CallCache:
         return index
 
     def store(self, spec: FunctionSpec, namespace: str, calls: Sequence[StoredCall],
-              ledger: pa.Table | None = None) -> None:
-        """Append finished calls, and their ledger rows, in one transaction that DuckDB commits durably."""
+              ledger: Insert | None = None) -> None:
+        """Record finished calls, and their ledger rows, durably at once (in the journal, until `flush`)."""
         if not calls:
             return
-        table = self.table(spec)
-        columns: dict[str, pa.Array] = {"namespace": pa.array([namespace] * len(calls), pa.string())}
-        for i, param in enumerate(spec.params):
-            columns["in_" + param.name] = pa.array([c.inputs[i] for c in calls], type=param.type.arrow)
-        columns["ok"] = pa.array([c.ok for c in calls], pa.bool_())
-        from .types import to_arrow
+        columns = ("namespace", *("in_" + p.name for p in spec.params), "ok", "value", "error", "latency_s")
+        rows = [(namespace, *c.inputs, c.ok, c.value, c.error, c.latency_s) for c in calls]
+        entry: Entry = (Insert(self.table(spec), columns, rows),)
+        self.journal.append(entry if ledger is None else (*entry, ledger))
 
-        columns["value"] = to_arrow([c.value for c in calls], spec.result)
-        columns["error"] = pa.array([c.error for c in calls], pa.string())
-        columns["latency_s"] = pa.array([c.latency_s for c in calls], pa.float64())
-        batch = pa.table(columns)
-        names = ", ".join(_quote(n) for n in columns)
-        with self._lock:
-            self.con.register("__dp_store", batch)
-            if ledger is not None:
-                self.con.register("__dp_ledger", ledger)
+    def flush(self) -> None:
+        """Copy the journal's entries into DuckDB in one transaction, then delete its file."""
+        segment = self.journal.take()
+        if segment is None:
+            return
+        try:
+            self._commit(segment)
+        except BaseException:
+            segment.release(delete=False)  # the next open replays it
+            raise
+        segment.release(delete=True)
+
+    def _replay(self, con: Any) -> None:
+        """Copy journals left by killed processes (once each), then forget the record of deleted ones."""
+        con.execute(f"create table if not exists {APPLIED_TABLE} (file varchar, applied_at timestamp "
+                    "default current_timestamp)")
+        applied = {row[0] for row in con.execute(f"select file from {APPLIED_TABLE}").fetchall()}
+        for segment in orphans(self.journal_dir):
             try:
-                self.con.execute("begin transaction")
-                self.con.execute(f"insert into {_quote(table)} ({names}) select {names} from __dp_store")
-                if ledger is not None:
-                    self.con.execute(f"insert into {LEDGER_TABLE} select * from __dp_ledger")
-                self.con.execute("commit")
+                if segment.path.name not in applied:
+                    self._commit(segment, con)
+                segment.release(delete=True)
+            except Exception as err:  # keep it aside rather than fail every later run on it
+                segment.path.rename(segment.path.with_suffix(".unreadable"))
+                segment.release(delete=False)
+                warnings.warn(f"call cache journal {segment.path.name} could not be replayed ({err}); kept as "
+                              f"{segment.path.with_suffix('.unreadable')}", stacklevel=2)
+        present = {p.name for p in self.journal_dir.glob("*.journal")} if self.journal_dir.is_dir() else set()
+        gone = sorted(applied - present)
+        if gone:
+            con.execute(f"delete from {APPLIED_TABLE} where file in (select unnest(?::varchar[]))", [gone])
+
+    def _commit(self, segment: Segment, con: Any = None) -> None:
+        """All of a journal file's rows, one insert per table, and the file's name, in one transaction."""
+        grouped: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = defaultdict(list)
+        for entry in segment.entries:
+            for insert in entry:
+                grouped[(insert.table, insert.columns)] += insert.rows
+        with self._lock:
+            con = con or self.con
+            con.execute("begin transaction")
+            try:
+                for (table, columns), rows in grouped.items():
+                    self._insert(con, table, columns, rows)
+                con.execute(f"insert into {APPLIED_TABLE} (file) values (?)", [segment.path.name])
+                con.execute("commit")
             except BaseException:
-                self.con.execute("rollback")
+                con.execute("rollback")
                 raise
-            finally:
-                self.con.unregister("__dp_store")
-                if ledger is not None:
-                    self.con.unregister("__dp_ledger")
+
+    def _insert(self, con: Any, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        schema = self._schemas.get(table)
+        if schema is None:
+            schema = self._schemas[table] = con.sql(f"select * from {_quote(table)} limit 0").to_arrow_table().schema
+        batch = pa.table({name: pa.array([row[i] for row in rows], type=schema.field(name).type)
+                          for i, name in enumerate(columns)})
+        names = ", ".join(_quote(n) for n in columns)
+        con.register("__dp_rows", batch)
+        try:
+            con.execute(f"insert into {_quote(table)} ({names}) select {names} from __dp_rows")
+        finally:
+            con.unregister("__dp_rows")
 
     def stats(self) -> list[tuple[str, int, int]]:
         """(function table, entries, failed entries) for every function table."""
+        self.flush()
         with self._lock:
             tables = [r[0] for r in self.con.execute(
                 "select table_name from information_schema.tables where table_name like 'fn\\_%' escape '\\' "
@@ -141,14 +197,18 @@ class CallCache:
                 with self._lock:
                     self.con.execute(f"drop table {_quote(table)}")
                 self._tables.discard(table)
+                self._schemas.pop(table, None)
                 removed += entries
         return removed
 
     def close(self) -> None:
-        with self._lock:
-            if self._con is not None:
-                self._con.close()
-                self._con = None
+        try:
+            self.flush()
+        finally:
+            with self._lock:
+                if self._con is not None:
+                    self._con.close()
+                    self._con = None
 
 
 def _hashable(value: Any) -> Any:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 FLUSH_ROWS = 2048
 FLUSH_COST_S = 0.01
 
-OnDone = Callable[[list[int], list["Outcome"], Any], None]  # positions, outcomes, ledger rows
+OnDone = Callable[[list[int], list["Outcome"], Any], None]  # positions, outcomes, ledger Insert
 
 
 class RowFailure(Exception):
@@ -120,7 +120,10 @@ class FunctionExecutor:
         index.added_hits += len(resolved)  # rows answered one by one from entries not folded yet
         if pending:
             inputs = inputs if inputs is not None else [a.to_pylist() for a in arrays]
-            self._compute_misses(stats, index, pending, inputs, tuple_keys, resolved)
+            try:
+                self._compute_misses(stats, index, pending, inputs, tuple_keys, resolved)
+            finally:
+                self.runtime.cache.flush()  # into DuckDB once per batch; the journal already holds each call
         calls = len(pending)
         failed_rows = int((~index.ok[positions[usable]]).sum()) + sum(not ok for ok, _ in resolved.values())
         stats.add_rows(n, n - calls, failed_rows)  # duplicates of a computed input count as hits
@@ -417,10 +420,9 @@ class FunctionExecutor:
             records.append(self.runtime.make_record(
                 self.spec, None, "failed" if failed else "ok", sum(o.latency_s for o in unrecorded), 1,
                 failed[-1] if failed else None, rows=len(unrecorded)))
-        ledger = self.runtime.ledger.rows(records, node=stats.node)
         if on_done is not None:
-            on_done(positions, outcomes, ledger)
-        elif ledger is not None:
+            on_done(positions, outcomes, self.runtime.ledger.insert(records, node=stats.node))
+        elif records:
             self.runtime.ledger.record(records, node=stats.node)
         failures = [o.error for o in outcomes if not o.ok]
         stats.add_calls(len(outcomes), len(failures), sum(r.cost_usd for r in records),

@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 
 from .cache import LEDGER_TABLE, CallCache
+from .journal import Insert
 
 
 @dataclass
@@ -90,13 +91,7 @@ class CallRecord:
     called_at: datetime = field(default_factory=lambda: datetime.now(UTC).replace(tzinfo=None))
 
 
-_SCHEMA = pa.schema([
-    ("function", pa.string()), ("namespace", pa.string()), ("node", pa.string()), ("backend", pa.string()),
-    ("model", pa.string()), ("status", pa.string()), ("latency_s", pa.float64()), ("attempts", pa.int64()),
-    ("rows", pa.int64()), ("input_tokens", pa.int64()), ("cached_input_tokens", pa.int64()),
-    ("output_tokens", pa.int64()),
-    ("cost_usd", pa.float64()), ("error", pa.string()), ("called_at", pa.timestamp("us")),
-])
+_COLUMNS = tuple(f.name for f in fields(CallRecord))
 
 
 class Ledger:
@@ -118,33 +113,29 @@ class Ledger:
                     "error varchar, called_at timestamp)")
             self._ready = True
 
-    def rows(self, records: list[CallRecord], *, node: str | None = None) -> pa.Table | None:
-        """Records as the ledger table's rows (None when there are none); creates the table on first use."""
+    def insert(self, records: list[CallRecord], *, node: str | None = None) -> Insert | None:
+        """Records as rows for the ledger table (None when there are none); creates the table on first use."""
         if not records:
             return None
         for record in records:
             record.node = record.node or node or "query"
         self._ensure()
-        return pa.Table.from_pylist([asdict(r) for r in records], schema=_SCHEMA)
+        return Insert(LEDGER_TABLE, _COLUMNS, [tuple(getattr(r, name) for name in _COLUMNS) for r in records])
 
     def record(self, records: list[CallRecord], *, node: str | None = None) -> None:
-        table = self.rows(records, node=node)
-        if table is None:
-            return
-        with self.cache._lock:
-            self.cache.con.register("__dp_ledger", table)
-            try:
-                self.cache.con.execute(f"insert into {LEDGER_TABLE} select * from __dp_ledger")
-            finally:
-                self.cache.con.unregister("__dp_ledger")
+        """Ledger rows of calls whose results are not cached: durable at once, like cached calls."""
+        insert = self.insert(records, node=node)
+        if insert is not None:
+            self.cache.journal.append((insert,))
 
     def to_arrow(self) -> pa.Table:
         self._ensure()
+        self.cache.flush()
         with self.cache._lock:
             return self.cache.con.sql(f"select * from {LEDGER_TABLE} order by called_at").to_arrow_table()
 
 
-LEDGER_COLUMNS = [f.name for f in fields(CallRecord)]
+LEDGER_COLUMNS = list(_COLUMNS)
 
 
 def publish(ledger: Ledger, con: Any) -> None:
