@@ -153,7 +153,7 @@ def loop_lpips(pairs: list[Pair], ref: Reference) -> list[float]:
 def loop_emd(pairs: list[Pair], ref: Reference) -> list[float]:
     import ot
 
-    from dataproj.vision.metrics import EMD_MIN_UNEDITED, patch_unedited_fractions
+    from dataproj.vision.emd import EMD_MIN_UNEDITED, patch_unedited_fractions
 
     values = []
     for pair in pairs:
@@ -187,7 +187,7 @@ class Functions:
         self.con.execute("create table pairs as select i, a, b, boxes::double[][] as boxes from pairs_arrow")
 
     def run(self, metric: str) -> list[float]:
-        from dataproj.vision.metrics import clear_memo
+        from dataproj.vision.emd import clear_memo
 
         clear_memo()
         call = ("ssim(a, b, boxes)" if metric == "ssim"
@@ -225,7 +225,7 @@ def ot_loop(sets: list[TokenSet]) -> list[float]:
 
 
 def ot_function(sets: list[TokenSet]) -> list[float]:
-    from dataproj.vision.metrics import earth_movers_distances
+    from dataproj.vision.emd import earth_movers_distances
 
     return earth_movers_distances([s[0] for s in sets], [s[1] for s in sets], [s[2] for s in sets])
 

@@ -19,7 +19,7 @@ from skimage.metrics import structural_similarity
 
 from dataproj.runtime.registry import builtin_specs
 from dataproj.runtime.runtime import Runtime
-from dataproj.vision import metrics
+from dataproj.vision import emd, lpips_metric, ssim
 from dataproj.vision.images import capped_size, load_pair, unedited_mask
 from dataproj.vision.models import alexnet_weights_cached, cached_clip_weights, load_clip, load_lpips
 
@@ -86,7 +86,7 @@ def _pot_emd(pair: Any) -> float:
             _, edited_tokens = visual(clip.preprocess(Image.fromarray(np.array(pair.edited)))[None])
     finally:
         visual.output_tokens = False
-    keep = metrics.patch_unedited_fractions(pair.mask, 224, 32) > 0.1
+    keep = emd.patch_unedited_fractions(pair.mask, 224, 32) > 0.1
     xs, xt = source_tokens[0].double().numpy(), edited_tokens[0].double().numpy()[keep]
     return float(ot.emd2(np.full(len(xs), 1 / len(xs)), np.full(len(xt), 1 / len(xt)), ot.dist(xs, xt)))
 
@@ -115,7 +115,7 @@ def test_ssim_map_equals_skimage_full_map(tmp_path: Path) -> None:
     for a, b in cases:
         _, full = structural_similarity(a, b, win_size=11, gaussian_weights=True, sigma=1.5, data_range=255,
                                         channel_axis=2, full=True)
-        ours = metrics.ssim_map(a, b)
+        ours = ssim.ssim_map(a, b)
         assert ours.shape == full[5:-5, 5:-5].shape
         assert np.abs(ours - full[5:-5, 5:-5]).max() < 2e-4  # float32, per pixel
         assert float(ours.mean()) == pytest.approx(float(full[5:-5, 5:-5].mean()), abs=1e-6)
@@ -136,7 +136,7 @@ def test_lpips_equals_the_lpips_package_with_the_same_backbone() -> None:
     reference = load_lpips(random_backbone=True)  # the lpips package's LPIPS(net='alex'), random AlexNet
     pairs = [load_pair(REPO / t["source_image_path"], REPO / EDITED[t["item_key"]], [t["edit_box"]])
              for t in SAMPLE[:6]]
-    ours = metrics.lpips_values(pairs, metrics.lpips_model("random"))
+    ours = lpips_metric.lpips_values(pairs, lpips_metric.lpips_model("random"))
     with torch.no_grad():
         for pair, (value, reason) in zip(pairs, ours, strict=True):
             expected = float(reference(*_composite(pair))) / pair.unedited_fraction
@@ -148,7 +148,7 @@ def test_lpips_equals_the_lpips_package_with_the_same_backbone() -> None:
 def test_emd_equals_pot_on_clip_patch_tokens() -> None:
     pairs = [load_pair(REPO / t["source_image_path"], REPO / EDITED[t["item_key"]], [t["edit_box"]])
              for t in SAMPLE[:4]]
-    ours = metrics.emd_values(pairs, metrics.clip_model("random"))
+    ours = emd.emd_values(pairs, emd.clip_model("random"))
     for pair, (value, reason) in zip(pairs, ours, strict=True):
         assert reason is None
         assert value == pytest.approx(_pot_emd(pair), rel=1e-6, abs=1e-9)
@@ -156,14 +156,14 @@ def test_emd_equals_pot_on_clip_patch_tokens() -> None:
 
 def test_clip_tokens_are_computed_once_per_image(con: duckdb.DuckDBPyConnection) -> None:
     group = [t for t in TRUTH if t["key"] == "parkcam_scene_000_subject_remove"]
-    metrics.clear_memo()
+    emd.clear_memo()
     sql = ("select unedit_area(a, b, [[0, 0, 40, 40]], ['emd'], 'random').emd from "
            "(select unnest(?) as a, unnest(?) as b) order by b")
     params = [[t["source_image_path"] for t in group], [EDITED[t["item_key"]] for t in group]]
     first = _rows(con, sql, params)
-    assert len(metrics.PATCH_TOKENS) == 4  # one source and three edits, not six images
+    assert len(emd.PATCH_TOKENS) == 4  # one source and three edits, not six images
     assert _rows(con, sql, params) == first
-    assert len(metrics.PATCH_TOKENS) == 4
+    assert len(emd.PATCH_TOKENS) == 4
 
 
 @pytest.mark.skipif(alexnet_weights_cached() or cached_clip_weights("ViT-B-32", "openai") is not None,
@@ -224,7 +224,7 @@ def test_patch_fractions_follow_the_clip_resize_and_crop() -> None:
     mask = np.ones((240, 320), np.float32)
     mask[:, :160] = 0  # the left half is edited
     # shortest side to 224: 298 x 224, centre crop from x = 37; the edit ends at x = 149 - 37 = 112 in the crop
-    fractions = metrics.patch_unedited_fractions(mask, 224, 32).reshape(7, 7)
+    fractions = emd.patch_unedited_fractions(mask, 224, 32).reshape(7, 7)
     assert fractions[:, :3].max() == 0
     assert fractions[:, 3] == pytest.approx(np.full(7, 0.5), abs=0.02)
     assert fractions[:, 4:].min() == pytest.approx(1.0)

@@ -26,6 +26,8 @@ RESAMPLE = Image.Resampling.BICUBIC  # for the cap and for resizing the edited i
 DECODED_CACHE_BYTES = 256 << 20
 
 Box = Sequence[float]
+MetricValue = tuple[float | None, str | None]  # a metric's value, or None and the reason
+NO_UNEDITED_AREA = "no unedited area"
 
 
 @dataclass(frozen=True)
@@ -162,3 +164,15 @@ def load_pair(source_path: str | Path, edited_path: str | Path, boxes: Sequence[
     mask = unedited_mask(h, w, boxes, w / width, h / height)
     return EditPair(source=source, edited=edited, mask=mask, source_key=content_key(source_path),
                     edited_key=f"{content_key(edited_path)}@{w}x{h}")
+
+
+def chunks_by_size(pairs: Sequence[EditPair], max_pixels: int) -> list[list[int]]:
+    """Indices of same-size pairs, in chunks of at most max_pixels source pixels (at least one pair)."""
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for index, pair in enumerate(pairs):
+        by_size.setdefault(pair.source.shape[:2], []).append(index)
+    chunks = []
+    for (height, width), indices in by_size.items():
+        per_chunk = max(1, max_pixels // (height * width))
+        chunks += [indices[start:start + per_chunk] for start in range(0, len(indices), per_chunk)]
+    return chunks
