@@ -18,3 +18,9 @@ select
 from expressions,
     unnest(expression.instances) as instances(instance)
 {% endmacro %}
+
+{# A pixel [x1, y1, x2, y2] box (1-based list) on the 0-1000 scale the grounding prompts declare. #}
+{% macro norm1000_box(box, width='width', height='height') -%}
+[round({{ box }}[1] * 1000.0 / {{ width }}), round({{ box }}[2] * 1000.0 / {{ height }}),
+ round({{ box }}[3] * 1000.0 / {{ width }}), round({{ box }}[4] * 1000.0 / {{ height }})]::integer[]
+{%- endmacro %}

@@ -23,10 +23,7 @@ asked as (
             to_json(list_transform(expressions, lambda expression: {
                 'expression_id': expression.expression_id,
                 'text': expression.text,
-                'bboxes': list_transform(expression.instances, lambda instance: [
-                    round(instance.bbox[1] * 1000.0 / width), round(instance.bbox[2] * 1000.0 / height),
-                    round(instance.bbox[3] * 1000.0 / width), round(instance.bbox[4] * 1000.0 / height)
-                ]::integer[])
+                'bboxes': list_transform(expression.instances, lambda instance: {{ norm1000_box('instance.bbox') }})
             }))::varchar,
             image_path) as answer
     from grounded

@@ -30,8 +30,7 @@ asked as (
                 'description': region.description,
                 'type': region.type,
                 'color': region.color,
-                'bbox_2d': [round(region.bbox[1] * 1000.0 / width), round(region.bbox[2] * 1000.0 / height),
-                            round(region.bbox[3] * 1000.0 / width), round(region.bbox[4] * 1000.0 / height)]::integer[]
+                'bbox_2d': {{ norm1000_box('region.bbox') }}
             }))::varchar,
             caption,
             image_path) as answer

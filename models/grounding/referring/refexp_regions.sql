@@ -18,8 +18,7 @@ asked as (
         refexp_describe_regions(
             to_json(list_transform(regions, lambda region: {
                 'type': region.type,
-                'bbox_2d': [round(region.bbox[1] * 1000.0 / width), round(region.bbox[2] * 1000.0 / height),
-                            round(region.bbox[3] * 1000.0 / width), round(region.bbox[4] * 1000.0 / height)]::integer[]
+                'bbox_2d': {{ norm1000_box('region.bbox') }}
             }))::varchar,
             image_path) as answer
     from seeds
