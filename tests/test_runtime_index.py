@@ -1,12 +1,13 @@
-"""The in-memory cache index: the latest entry per key wins, a rerun's batch is found as a stored run, any
-other order through the bucketed lookup, and entries added since loading fold into the vectorised base."""
+"""The in-memory cache index: the latest entry per key wins, a rerun's batch is found as a stored run (without
+sorting the keys), any other order through the bucketed lookup, and entries added since loading fold into new
+base entries."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 
-from dataproj.runtime.index import MISS, NamespaceIndex
+from dataproj.runtime.index import MISS, SCANS_BEFORE_SORT, NamespaceIndex
 
 
 def make_index(keys: list[int], values: list[int], ok: list[bool] | None = None) -> NamespaceIndex:
@@ -15,15 +16,15 @@ def make_index(keys: list[int], values: list[int], ok: list[bool] | None = None)
 
 
 def answers(index: NamespaceIndex, keys: list[int]) -> list[int | None]:
-    positions = index.lookup(np.array(keys, dtype=np.uint64))
-    return [index.values[int(p)].as_py() if p != MISS else None for p in positions]
+    positions = index.entries.lookup(np.array(keys, dtype=np.uint64))
+    return [index.entries.values[int(p)].as_py() if p != MISS else None for p in positions]
 
 
 def test_the_latest_of_repeated_keys_wins_and_absent_keys_miss() -> None:
     index = make_index([5, 7, 5, 9, 7], [50, 70, 51, 90, 71], [False, True, True, True, True])
     assert len(index) == 3
     assert answers(index, [5, 7, 9, 6, 2**64 - 1]) == [51, 71, 90, None, None]
-    assert index.all_ok  # the failed entry was replaced by a later success
+    assert index.entries.all_ok  # the failed entry was replaced by a later success
 
 
 def test_keys_crowded_in_one_bucket_are_all_found() -> None:
@@ -31,22 +32,44 @@ def test_keys_crowded_in_one_bucket_are_all_found() -> None:
     keys = rng.integers(0, 2**63, 50_000, dtype=np.uint64)
     keys[:40] = np.uint64(2**63) + np.arange(40, dtype=np.uint64)  # 40 keys sharing their top bits
     index = NamespaceIndex(keys, pa.array(np.arange(len(keys))), np.ones(len(keys), bool), pa.int64())
-    assert index.widest >= 40
+    assert index.entries.sorted().widest >= 40
     probe = np.concatenate([keys[rng.permutation(len(keys))[:3000]], np.uint64(2**63) + np.arange(45, dtype=np.uint64)])
-    found = index.lookup(probe)
+    found = index.entries.lookup(probe)
     assert (keys[found[:3000]] == probe[:3000]).all()
     assert found[-45:-5].tolist() == list(range(40)) and (found[-5:] == MISS).all()
 
 
 def test_a_batch_stored_consecutively_is_found_as_a_run_in_any_batch_order() -> None:
     keys = np.arange(100, 200, dtype=np.uint64) * np.uint64(7919)
-    index = NamespaceIndex(keys, pa.array(np.arange(100)), np.ones(100, bool), pa.int64())
-    assert index.run_start(keys[40:60]) == 40
-    assert index.run_start(keys[60:80]) == 60  # where the last one ended
-    assert index.run_start(keys[0:20]) == 0  # found by its first key
-    assert index.run_start(keys[[1, 0, 2]]) is None  # not in stored order
-    assert index.run_start(keys[90:100]) == 90
-    assert index.run_start(np.append(keys[95:], np.uint64(3))) is None  # runs past the end
+    index = NamespaceIndex(keys, pa.array(np.arange(100)), np.ones(100, bool), pa.int64(), unique=True)
+    entries = index.entries
+    assert index.run_start(entries, keys[40:60]) == 40
+    assert index.run_start(entries, keys[60:80]) == 60  # where the last one ended
+    assert index.run_start(entries, keys[0:20]) == 0  # found by its first key
+    assert index.run_start(entries, keys[[1, 0, 2]]) is None  # not in stored order
+    assert index.run_start(entries, keys[90:100]) == 90
+    assert index.run_start(entries, np.append(keys[95:], np.uint64(3))) is None  # runs past the end
+    assert entries._sorted is None  # a rerun in stored order never sorts the keys
+
+
+def test_batches_out_of_order_sort_the_keys_once_scanning_them_costs_more() -> None:
+    keys = np.arange(1, 1001, dtype=np.uint64) * np.uint64(104729)
+    index = NamespaceIndex(keys, pa.array(np.arange(1000)), np.ones(1000, bool), pa.int64(), unique=True)
+    entries = index.entries
+    starts = [(37 * i) % 900 for i in range(SCANS_BEFORE_SORT + 3)]  # never where the last batch ended
+    found = [index.run_start(entries, keys[s:s + 10]) for s in starts]
+    assert found == starts
+    assert entries._sorted is not None  # sorted after SCANS_BEFORE_SORT linear scans
+    assert index.run_start(entries, np.array([3], dtype=np.uint64)) is None  # absent
+
+
+def test_repeated_keys_loaded_as_unique_are_still_found() -> None:
+    """unique=True is a promise the cache makes (no recomputed input); a repeat from a race is still found."""
+    index = make_index([5, 7, 5], [50, 70, 51])
+    assert answers(index, [5, 7]) == [51, 70]
+    raced = NamespaceIndex(np.array([5, 7, 5], np.uint64), pa.array([50, 70, 51]), np.ones(3, bool), pa.int64(),
+                           unique=True)
+    assert answers(raced, [5, 7])[1] == 70 and answers(raced, [5])[0] in (50, 51)
 
 
 def test_entries_added_since_loading_fold_into_the_base_once_many_or_once_hits_on_them_add_up() -> None:
@@ -60,8 +83,8 @@ def test_entries_added_since_loading_fold_into_the_base_once_many_or_once_hits_o
     index.fold_added(to_arrow)
     assert len(index) == 1049 and not index.added and index.added_hits == 0
     assert answers(index, [1, 49, 50, 100, 101, 1049, 1050]) == [1, 49, 500, 1000, 1010, 10490, None]
-    assert not index.all_ok  # 500 and 1000 failed
-    assert index.run_start(np.arange(101, 201, dtype=np.uint64)) == 100  # new entries keep their order
+    assert not index.entries.all_ok  # 500 and 1000 failed
+    assert index.run_start(index.entries, np.arange(101, 201, dtype=np.uint64)) == 100  # new entries keep order
 
     for key in range(2000, 6096):  # a miss run: folded once the new entries are many
         index.add(key, True, key)

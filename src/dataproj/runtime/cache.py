@@ -31,6 +31,9 @@ from .spec import FunctionSpec
 __all__ = ["MISS", "CallCache", "NamespaceIndex", "StoredCall"]
 LEDGER_TABLE = "dataproj_calls"
 APPLIED_TABLE = "dataproj_journal_applied"  # journal files already copied into this database
+# (function table, namespace) pairs where a call was made again for a stored input, so an input can have more
+# than one entry: only those namespaces pay for finding the latest entry of each input when they are loaded.
+SUPERSEDED_TABLE = "dataproj_superseded"
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
@@ -54,6 +57,7 @@ class CallCache:
         self._lock = threading.RLock()
         self._tables: set[str] = set()
         self._schemas: dict[str, pa.Schema] = {}
+        self._superseded: set[tuple[str, str]] = set()  # marked in SUPERSEDED_TABLE by this process
         self.journal_dir = path.parent / f"{path.stem}-journal"
         self.journal = Journal(self.journal_dir)
 
@@ -88,18 +92,22 @@ class CallCache:
         self.flush()
         table = _quote(self.table(spec))
         inputs = ", ".join(_quote("in_" + p.name) for p in spec.params)
-        # No window over the whole table to find the latest entry per input: the index does that in its sort.
+        # No window over the whole table to find the latest entry per input: the index does that, and only
+        # where an input may have several entries (SUPERSEDED_TABLE).
         query = (f"select {'hash(' + inputs + ')' if hashed else inputs}, ok, value, rowid from {table} "
                  "where namespace = ?")
         with self._lock:
             result = self.con.sql(query, params=[namespace]).to_arrow_table()
+            unique = not self.con.execute(f"select count(*) from {SUPERSEDED_TABLE} where fn_table = ? and "
+                                          "namespace = ?", [self.table(spec), namespace]).fetchall()[0][0]
         rowid = result.column("rowid").to_numpy()
         if np.any(rowid[1:] < rowid[:-1]):  # DuckDB returns insertion order unless told not to keep it
             result = result.take(pa.array(np.argsort(rowid, kind="stable")))
         values = result.column("value").combine_chunks()
         ok = result.column("ok").to_numpy(zero_copy_only=False).astype(bool)
         if hashed:
-            return NamespaceIndex(result.column(0).to_numpy().astype(np.uint64), values, ok, spec.result.arrow)
+            return NamespaceIndex(result.column(0).to_numpy(), values, ok, spec.result.arrow,
+                                  unique=unique)
         index = NamespaceIndex(np.zeros(0, np.uint64), values.slice(0, 0), ok[:0], spec.result.arrow)
         rows = zip(*(result.column(i).to_pylist() for i in range(len(spec.params))), strict=True)
         for key, is_ok, value in zip(rows, ok.tolist(), values.to_pylist(), strict=True):
@@ -107,13 +115,18 @@ class CallCache:
         return index
 
     def store(self, spec: FunctionSpec, namespace: str, calls: Sequence[StoredCall],
-              ledger: Insert | None = None) -> None:
-        """Record finished calls, and their ledger rows, durably at once (in the journal, until `flush`)."""
+              ledger: Insert | None = None, *, superseding: bool = False) -> None:
+        """Record finished calls, and their ledger rows, durably at once (in the journal, until `flush`).
+        `superseding`: the calls may replace stored entries of the same inputs (recomputed, retried)."""
         if not calls:
             return
+        table = self.table(spec)
         columns = ("namespace", *("in_" + p.name for p in spec.params), "ok", "value", "error", "latency_s")
         rows = [(namespace, *c.inputs, c.ok, c.value, c.error, c.latency_s) for c in calls]
-        entry: Entry = (Insert(self.table(spec), columns, rows),)
+        entry: Entry = (Insert(table, columns, rows),)
+        if superseding and (table, namespace) not in self._superseded:
+            entry += (Insert(SUPERSEDED_TABLE, ("fn_table", "namespace"), [(table, namespace)]),)
+            self._superseded.add((table, namespace))
         self.journal.append(entry if ledger is None else (*entry, ledger))
 
     def flush(self) -> None:
@@ -132,6 +145,7 @@ class CallCache:
         """Copy journals left by killed processes (once each), then forget the record of deleted ones."""
         con.execute(f"create table if not exists {APPLIED_TABLE} (file varchar, applied_at timestamp "
                     "default current_timestamp)")
+        con.execute(f"create table if not exists {SUPERSEDED_TABLE} (fn_table varchar, namespace varchar)")
         applied = {row[0] for row in con.execute(f"select file from {APPLIED_TABLE}").fetchall()}
         for segment in orphans(self.journal_dir):
             try:
@@ -196,6 +210,7 @@ class CallCache:
             if function is None or table.rsplit("_", 1)[0] == f"fn_{function.lower()}":
                 with self._lock:
                     self.con.execute(f"drop table {_quote(table)}")
+                    self.con.execute(f"delete from {SUPERSEDED_TABLE} where fn_table = ?", [table])
                 self._tables.discard(table)
                 self._schemas.pop(table, None)
                 removed += entries

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from .cache import MISS, NamespaceIndex, StoredCall, _hashable
 from .images import ImageError
+from .index import Entries
 from .ledger import CallRecord, Usage, end_usage, start_usage
 from .limits import call_with_retries
 from .spec import FunctionSpec
@@ -105,6 +106,7 @@ class FunctionExecutor:
                 stats.add_rows(n, n, 0)
                 return hits
             index.fold_added(self._to_arrow)
+        entries = index.entries  # one snapshot for the whole batch: a fold in another thread swaps it
         inputs: list[list[Any]] | None = None
         tuple_keys: list[tuple[Any, ...]] | None = None
         if keys is None:  # image arguments: rows are keyed by content hash, in Python
@@ -112,10 +114,10 @@ class FunctionExecutor:
             tuple_keys = self._tuple_keys(inputs, n)
             positions = np.full(n, MISS, dtype=np.int64)
         else:
-            positions = np.full(n, MISS, dtype=np.int64) if refresh else index.lookup(keys)
+            positions = np.full(n, MISS, dtype=np.int64) if refresh else entries.lookup(keys)
         usable = positions >= 0
         if self.runtime.retry_failed and usable.any():
-            usable &= index.ok[np.where(usable, positions, 0)]
+            usable &= entries.ok[np.where(usable, positions, 0)]
         resolved, pending = self._resolve_rest(index, usable, keys, tuple_keys, refresh)
         index.added_hits += len(resolved)  # rows answered one by one from entries not folded yet
         if pending:
@@ -125,24 +127,25 @@ class FunctionExecutor:
             finally:
                 self.runtime.cache.flush()  # into DuckDB once per batch; the journal already holds each call
         calls = len(pending)
-        failed_rows = int((~index.ok[positions[usable]]).sum()) + sum(not ok for ok, _ in resolved.values())
+        failed_rows = int((~entries.ok[positions[usable]]).sum()) + sum(not ok for ok, _ in resolved.values())
         stats.add_rows(n, n - calls, failed_rows)  # duplicates of a computed input count as hits
         if not resolved:
-            return index.values.take(pa.array(positions, pa.int64()))
-        return self._assemble(index, positions, usable, resolved, n)
+            return entries.values.take(pa.array(positions, pa.int64()))
+        return self._assemble(entries, positions, usable, resolved, n)
 
     def _all_hits(self, index: NamespaceIndex, keys: np.ndarray) -> pa.Array | None:
         """The batch's results when the base index holds every row and no stored entry failed (so no row needs
         its status checked): a slice when a rerun reads the rows in their stored order, else one gather."""
-        if not index.all_ok or not len(index) or not len(keys):
+        entries = index.entries
+        if not entries.all_ok or not len(entries) or not len(keys):
             return None
-        start = index.run_start(keys)
+        start = index.run_start(entries, keys)
         if start is not None:
-            return index.values.slice(start, len(keys))
-        positions = index.lookup(keys)
+            return entries.values.slice(start, len(keys))
+        positions = entries.lookup(keys)
         if positions.min() < 0:
             return None
-        return index.values.take(pa.array(positions))
+        return entries.values.take(pa.array(positions))
 
     def _load_index(self) -> NamespaceIndex:
         self._index = self.runtime.index(self.spec)
@@ -190,6 +193,8 @@ class FunctionExecutor:
         keys = list(pending)
         first_rows = [pending[k][0] for k in keys]
         args = [tuple(col[r] for col in inputs) for r in first_rows]
+        # Calls made although an entry was stored (recomputed or retried) leave two entries for one input.
+        superseding = self._refresh_all or stats.refresh or self.runtime.retry_failed
 
         def finished(positions: list[int], outcomes: list[Outcome], ledger: Any) -> None:
             calls = []
@@ -197,7 +202,7 @@ class FunctionExecutor:
                 keyed = tuple_keys[first_rows[position]] if tuple_keys is not None else args[position]
                 calls.append(StoredCall(inputs=_stored_inputs(self.spec, keyed, args[position]), ok=outcome.ok,
                                         value=outcome.value, error=outcome.error, latency_s=outcome.latency_s))
-            self.runtime.cache.store(self.spec, self.spec.namespace, calls, ledger)
+            self.runtime.cache.store(self.spec, self.spec.namespace, calls, ledger, superseding=superseding)
             for position, outcome in zip(positions, outcomes, strict=True):
                 index.add(keys[position], outcome.ok, outcome.value)
                 for row in pending[keys[position]]:
@@ -205,11 +210,11 @@ class FunctionExecutor:
 
         self._compute(stats, args, on_done=finished)
 
-    def _assemble(self, index: NamespaceIndex, positions: np.ndarray, usable: np.ndarray,
+    def _assemble(self, entries: Entries, positions: np.ndarray, usable: np.ndarray,
                   resolved: dict[int, tuple[bool, Any]], n: int) -> pa.Array:
         hit_rows = np.nonzero(usable)[0]
         other_rows = np.array(sorted(resolved), dtype=np.int64)
-        hit_values = index.values.take(pa.array(positions[hit_rows], pa.int64()))
+        hit_values = entries.values.take(pa.array(positions[hit_rows], pa.int64()))
         other_values = to_arrow([resolved[r][1] for r in other_rows.tolist()], self.spec.result)
         combined = pa.concat_arrays([hit_values, other_values.cast(hit_values.type)])
         order = np.empty(n, dtype=np.int64)
