@@ -89,6 +89,50 @@ def test_a_failing_row_in_query_prints_null(make_project: MakeProject) -> None:
     assert result.json_lines() == [{"u": None, "v": "OK"}]
 
 
+PLAIN_UDFS = udf_module('''\
+    from pydantic import BaseModel
+
+    from dataproj import udf
+
+
+    class Half(BaseModel):
+        value: int
+
+
+    @udf
+    def half(i: int) -> int:
+        log("half", i)
+        if i % 7 in (0, 1) or i == 2999:  # the first rows, two in a row, the last one
+            raise ValueError(f"odd one {i}")
+        return i // 2
+
+
+    @udf
+    def half_struct(i: int) -> Half:
+        log("half_struct", i)
+        if i % 7 == 3:
+            raise ValueError(f"odd one {i}")
+        return Half(value=i // 2)
+''')
+
+
+def test_uncached_row_functions_fail_only_their_rows_and_call_each_row_once(make_project: MakeProject) -> None:
+    project = make_project({"udfs/plain.py": PLAIN_UDFS, "models/halves.sql":
+                            "{{ config(materialized='table', failure_budget=0.5) }}\n"
+                            "select i, half(i) as h, half_struct(i) as s from range(3000) t(i)\n"})
+    project.ok("run")
+    rows = {i: (h, s) for i, h, s in project.rows("select i, h, s from halves")}
+    failing = {i for i in range(3000) if i % 7 in (0, 1) or i == 2999}
+    assert {i for i, (h, _) in rows.items() if h is None} == failing
+    assert all(h == i // 2 for i, (h, _) in rows.items() if i not in failing)
+    assert rows[3][1] == {"value": None, "status": "failed", "error": "ValueError: odd one 3", "raw_response": None}
+    assert rows[4][1] == {"value": 2, "status": "ok", "error": None, "raw_response": None}
+    assert sorted(int(c[0]) for c in calls(project, "half")) == list(range(3000))  # no row called twice
+    assert call_count(project, "half_struct") == 3000
+    result = node_result(project, "halves")
+    assert (result["rows"], result["failed_calls"]) == (3000, len(failing) + len(range(3, 3000, 7)))
+
+
 def test_failures_are_replayed_without_a_call_and_retried_with_retry_failed(make_project: MakeProject) -> None:
     project = flaky_project(make_project)
     project.ok("run")

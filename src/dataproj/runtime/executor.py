@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
-from itertools import islice
+from itertools import islice, repeat, starmap
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -67,9 +67,9 @@ class FunctionExecutor:
         arrays = tuple(a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays)
         if not self.spec.cached:
             inputs = [a.to_pylist() for a in arrays]
-            args = [tuple(col[i] for col in inputs) for i in range(rows)]
             if self.spec.kind == "row" and not self.spec.ledgered:
-                return self._plain_rows(stats, args)
+                return self._plain_rows(stats, zip(*inputs, strict=True) if inputs else repeat((), rows), rows)
+            args = [tuple(col[i] for col in inputs) for i in range(rows)]
             outcomes = self._compute(stats, args)
             stats.add_rows(len(outcomes), 0, sum(not o.ok for o in outcomes))
             return to_arrow([o.value for o in outcomes], self.spec.result)
@@ -79,20 +79,27 @@ class FunctionExecutor:
             arrays = arrays[:-1]
         return self._cached_batch(stats, arrays, keys)  # type: ignore[arg-type]
 
-    def _plain_rows(self, stats: NodeStats, args: list[tuple[Any, ...]]) -> pa.Array:
+    def _plain_rows(self, stats: NodeStats, args: Iterable[tuple[Any, ...]], n: int) -> pa.Array:
         """A cheap per-row function that is neither cached nor ledgered: a tight loop, failures still per row."""
         func, prepare = self.spec.func, any(p.type.is_image or p.type.struct_of for p in self.spec.params)
         values: list[Any] = []
         errors: list[str] = []
-        for row in args:
-            try:
-                value = func(*(self._prepared_args(row) if prepare else row))
-                values.append(self._success(value, None) if self.spec.result.is_struct else value)
+        if prepare or self.spec.result.is_struct:
+            calls: Iterable[Any] = ((self._prepared_args(row) if prepare else row) for row in args)
+            wrap = self.spec.result.is_struct
+        else:
+            calls, wrap = args, False
+        rows = iter(calls)
+        while True:
+            try:  # one try for the whole loop: a failed row ends the map, which resumes after that row
+                values.extend(starmap(func, rows) if not wrap else
+                              (self._success(func(*row), None) for row in rows))
+                break
             except Exception as err:  # a failed row is data
                 errors.append(_message(err))
                 values.append(self._failure(errors[-1], getattr(err, "raw_response", None)))
-        stats.add_calls(len(args), len(errors), 0.0, errors[-1] if errors else None)
-        stats.add_rows(len(args), 0, len(errors))
+        stats.add_calls(n, len(errors), 0.0, errors[-1] if errors else None)
+        stats.add_rows(n, 0, len(errors))
         return to_arrow(values, self.spec.result)
 
     # ---- cached path -------------------------------------------------------------------------------
