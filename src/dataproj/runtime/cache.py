@@ -35,6 +35,7 @@ APPLIED_TABLE = "dataproj_journal_applied"  # journal files already copied into 
 # than one entry: only those namespaces pay for finding the latest entry of each input when they are loaded.
 SUPERSEDED_TABLE = "dataproj_superseded"
 
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
