@@ -67,6 +67,24 @@ def test_max_workers_of_the_functions_backend_bounds_concurrency(make_project: M
     assert project.rows("select sum(v) from narrow") == [(10 * sum(range(24)),)]
 
 
+def test_a_models_max_workers_caps_its_calls_below_the_backends(make_project: MakeProject) -> None:
+    """Two models share a backend of 16 workers; one caps itself at 2 calls in flight, across all its batches."""
+    project = make_project({
+        "udfs/sleepy.py": SLEEPY_UDFS,
+        "models/capped.sql": "{{ config(materialized='table', max_workers=2) }}\n"
+                             "select i, slow_echo(i) as v from range(6) t(i)\n",
+    }, project_yml="name: demo\nbackends:\n  local: {max_workers: 16}\n")
+    project.ok("run", "--select", "capped")
+    logged = calls(project, "slow_echo")
+    assert sorted(int(i) for i, _, _ in logged) == list(range(6))
+    assert max_overlap([(float(s), float(e)) for _, s, e in logged]) == 2
+    assert project.rows("select sum(v) from capped") == [(sum(range(6)),)]
+
+    project.write({"models/capped.sql": "{{ config(materialized='table', max_workers=0) }}\nselect 1 as x\n"})
+    result = project.cli("run", "--select", "capped")
+    assert result.code != 0 and "max_workers" in result.out + result.err
+
+
 ROW_UDFS = udf_module('''\
     from dataproj import udf
 

@@ -32,6 +32,7 @@ class ModelConfig(_Strict):
     failure_budget: float = Field(0.2, ge=0, le=1)  # fraction of failed function calls that fails the node
     vlm_backend: str | None = None  # prompt functions in this model use this backend instead of the default
     refresh_cache: bool = False  # recompute (and re-store) the cached calls this model makes, like --refresh-cache
+    max_workers: int | None = Field(None, ge=1)  # at most this many of the model's I/O calls at once
     description: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
 

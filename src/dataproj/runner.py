@@ -148,7 +148,8 @@ def run_node(ctx: RunContext, compiled: CompiledNode) -> NodeResult:
         if ctx.runtime is not None and compiled.unique_id in ctx.scoped:
             stats = ctx.runtime.begin_node(cur, node.name, failure_budget=node.config.get("failure_budget", 0.2),
                                            vlm_backend=node.config.get("vlm_backend"),
-                                           refresh=bool(node.config.get("refresh_cache")))
+                                           refresh=bool(node.config.get("refresh_cache")),
+                                           max_workers=node.config.get("max_workers"))
         if node.resource_type == "test":
             missing = [ctx.graph.nodes[p].node.name for p in sorted(ctx.graph.parents[compiled.unique_id])
                        if ctx.graph.nodes[p].node.is_relation and ctx.graph.nodes[p].node.name not in ctx.existing]

@@ -321,6 +321,8 @@ class FunctionExecutor:
 
         def submit(count: int) -> None:
             for position in islice(queued, count):
+                if stats.slots is not None:  # the node's own cap, shared by all its batches (DuckDB threads)
+                    stats.slots.acquire()
                 running.add(pool.submit(self._call_and_store, args[position], position, stats, on_done))
 
         submit(window)
@@ -338,8 +340,12 @@ class FunctionExecutor:
 
     def _call_and_store(self, args: tuple[Any, ...], position: int, stats: NodeStats,
                         on_done: OnDone | None) -> tuple[Outcome, int]:
-        outcome = self._call(args, stats)
-        self._finish(stats, [position], [outcome], on_done, check_budget=False)
+        try:
+            outcome = self._call(args, stats)
+            self._finish(stats, [position], [outcome], on_done, check_budget=False)
+        finally:
+            if stats.slots is not None:
+                stats.slots.release()
         return outcome, position
 
     def _call_batch(self, chunk: list[tuple[Any, ...]]) -> list[Outcome]:

@@ -162,13 +162,17 @@ class Runtime:
                 self._declare(cursor, chosen, alias)
 
     def begin_node(self, cursor: Any, node: str, *, failure_budget: float = 0.2,
-                   vlm_backend: str | None = None, refresh: bool = False) -> NodeStats:
-        """Calls made on this cursor from now on count towards `node` (and use its VLM backend, if it has one)."""
+                   vlm_backend: str | None = None, refresh: bool = False,
+                   max_workers: int | None = None) -> NodeStats:
+        """Calls made on this cursor from now on count towards `node` (and use its VLM backend, if it has one);
+        `max_workers` caps the node's concurrent I/O calls below its backends' own limits."""
         if vlm_backend is not None and vlm_backend not in self._variant_backends:
             raise ConfigError(f"model config vlm_backend: no VLM backend named {vlm_backend!r}",
                               hint="VLM backends: " + ", ".join(sorted(self._variant_backends)))
         with self._lock:
-            stats = self.node_stats[node] = NodeStats(node=node, failure_budget=failure_budget, refresh=refresh)
+            stats = self.node_stats[node] = NodeStats(node=node, failure_budget=failure_budget, refresh=refresh,
+                                                      slots=threading.BoundedSemaphore(max_workers)
+                                                      if max_workers else None)
         cursor.execute("set variable dataproj_node = '" + node.replace("'", "''") + "'")
         key = id(cursor)
         if vlm_backend != self._cursor_variant.get(key):

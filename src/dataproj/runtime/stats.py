@@ -17,6 +17,7 @@ class NodeStats:
     failure_budget: float = 0.2
     min_calls: int = 10  # the budget applies once this many real calls were made
     refresh: bool = False  # the node recomputes its cached calls (model config refresh_cache)
+    slots: threading.BoundedSemaphore | None = None  # model config max_workers: one slot per call in flight
     rows: int = 0
     calls: int = 0
     cache_hits: int = 0
