@@ -248,3 +248,47 @@ def test_the_cache_outlives_the_warehouse(make_project: MakeProject) -> None:
     assert call_count(project, "stamp") == 3
     assert node_result(project, "stamps")["cache_hits"] == 3
     assert project.rows("select a from stamps order by i") == [("0@1",), ("1@1",), ("2@1",)]
+
+
+WEIGHTS_UDFS = udf_module('''\
+    from dataproj import udf
+
+    _WEIGHTS = _CALLS.parent / "weights.bin"
+
+
+    @udf(cached=True, kind="batch", store_if=lambda score: score is not None)
+    def score(xs: list[int]) -> list[float | None]:
+        """NULL for even inputs while the weights are missing (not an answer worth keeping); odd ones fail."""
+        log("score", *xs)
+        if any(x % 4 == 1 for x in xs):
+            raise ValueError("broken input")
+        return [x / 10 if _WEIGHTS.exists() or x % 2 else None for x in xs]
+''')
+
+
+def test_results_store_if_rejects_are_returned_but_computed_again_later(make_project: MakeProject) -> None:
+    project = make_project({
+        "udfs/weights.py": WEIGHTS_UDFS,
+        "models/scores.sql": "{{ config(materialized='table', failure_budget=0.5) }}\n"
+                             "select i, score(i) as s from range(8) t(i)\n",
+    })
+    called = lambda: sorted(int(x) for line in calls(project, "score") for x in line)  # noqa: E731
+    project.ok("run")
+    assert project.rows("select i, s from scores order by i") == [
+        (0, None), (1, None), (2, None), (3, 0.3), (4, None), (5, None), (6, None), (7, 0.7)]
+    first = called()
+    assert set(first) == set(range(8))
+    # Stored: the odd results and the failures (1 and 5); not the NULLs of 0, 2, 4, 6.
+    assert sorted(r["in_xs"] for r in cache_rows(project, "score")) == [1, 3, 5, 7]
+
+    project.ok("run")  # only the rejected results are computed again
+    assert sorted(called()) == sorted(first + [0, 2, 4, 6])
+
+    project.write({"weights.bin": "ok"})
+    project.ok("run")
+    assert project.rows("select i, s from scores where i % 2 = 0 order by i") == [
+        (0, 0.0), (2, 0.2), (4, 0.4), (6, 0.6)]
+    before = len(called())
+    project.ok("run")
+    assert len(called()) == before  # everything is stored now: no call
+    assert sorted(r["in_xs"] for r in cache_rows(project, "score")) == [0, 1, 2, 3, 4, 5, 6, 7]

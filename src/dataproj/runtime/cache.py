@@ -120,6 +120,8 @@ class CallCache:
         """Record finished calls, and their ledger rows, durably at once (in the journal, until `flush`).
         `superseding`: the calls may replace stored entries of the same inputs (recomputed, retried)."""
         if not calls:
+            if ledger is not None:  # calls whose results are not kept (store_if) are still paid for
+                self.journal.append((ledger,))
             return
         table = self.table(spec)
         columns = ("namespace", *("in_" + p.name for p in spec.params), "ok", "value", "error", "latency_s")

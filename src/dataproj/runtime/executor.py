@@ -203,15 +203,20 @@ class FunctionExecutor:
         # Calls made although an entry was stored (recomputed or retried) leave two entries for one input.
         superseding = self._refresh_all or stats.refresh or self.runtime.retry_failed
 
+        store_if = self.spec.store_if
+
         def finished(positions: list[int], outcomes: list[Outcome], ledger: Any) -> None:
+            stored = [(p, o) for p, o in zip(positions, outcomes, strict=True)
+                      if store_if is None or not o.ok or store_if(o.value)]  # a failure is always stored
             calls = []
-            for position, outcome in zip(positions, outcomes, strict=True):
+            for position, outcome in stored:
                 keyed = tuple_keys[first_rows[position]] if tuple_keys is not None else args[position]
                 calls.append(StoredCall(inputs=_stored_inputs(self.spec, keyed, args[position]), ok=outcome.ok,
                                         value=outcome.value, error=outcome.error, latency_s=outcome.latency_s))
             self.runtime.cache.store(self.spec, self.spec.namespace, calls, ledger, superseding=superseding)
-            for position, outcome in zip(positions, outcomes, strict=True):
+            for position, outcome in stored:
                 index.add(keys[position], outcome.ok, outcome.value)
+            for position, outcome in zip(positions, outcomes, strict=True):
                 for row in pending[keys[position]]:
                     resolved[row] = (outcome.ok, outcome.value)
 
@@ -365,7 +370,9 @@ class FunctionExecutor:
         finally:
             end_usage(token)
         latency = time.perf_counter() - started
-        outcomes = [Outcome(True, self._success(v, usage.raw_response), None, latency / len(chunk)) for v in values]
+        outcomes = [self._outcome(v, usage) for v in values]  # a row whose struct says 'failed' is a failure
+        for outcome in outcomes:
+            outcome.latency_s = latency / len(chunk)
         if self.spec.ledgered:
             outcomes[0].record = self.runtime.make_record(self.spec, usage, "ok", latency, 1, None, rows=len(chunk))
             for outcome in outcomes[1:]:

@@ -41,6 +41,9 @@ class FunctionSpec:
     description: str = ""
     alias: str | None = None  # the public SQL name of a family of variants (e.g. one per VLM backend)
     default_variant: bool = False  # this variant answers to `alias` unless a model picks another
+    # cached functions: whether a result is stored (a NULL that only means "model weights not installed" is
+    # returned but not kept, so installing them recomputes it); None stores every result
+    store_if: Callable[[Any], bool] | None = field(default=None, compare=False)
 
     @property
     def sql_name(self) -> str:
@@ -76,16 +79,18 @@ class FunctionSpec:
 
 def udf(func: Callable[..., Any] | None = None, *, name: str | None = None, kind: Kind = "row",
         cached: bool = False, version: str = "1", backend: str | None = None,
-        config: Mapping[str, Any] | None = None, batch_size: int | None = None) -> Any:
+        config: Mapping[str, Any] | None = None, batch_size: int | None = None,
+        store_if: Callable[[Any], bool] | None = None) -> Any:
     """Declare a Python function as a SQL function; the function itself is returned unchanged.
 
     kind="row" maps it over each Arrow batch; kind="io" runs the rows of a batch concurrently (bounded by the
-    backend's max_workers); kind="batch" receives whole columns as lists and returns a list.
+    backend's max_workers); kind="batch" receives whole columns as lists and returns a list. With cached=True,
+    `store_if(result)` (the plain result: a dict for structs) can keep a result out of the cache.
     """
 
     def declare(target: Callable[..., Any]) -> Callable[..., Any]:
         spec = build_spec(target, name=name, kind=kind, cached=cached, version=version, backend=backend,
-                          config=config, batch_size=batch_size)
+                          config=config, batch_size=batch_size, store_if=store_if)
         setattr(target, SPEC_ATTRIBUTE, spec)
         return target
 
@@ -94,7 +99,8 @@ def udf(func: Callable[..., Any] | None = None, *, name: str | None = None, kind
 
 def build_spec(target: Callable[..., Any], *, name: str | None = None, kind: Kind = "row", cached: bool = False,
                version: str = "1", backend: str | None = None, config: Mapping[str, Any] | None = None,
-               batch_size: int | None = None, hints: Mapping[str, Any] | None = None) -> FunctionSpec:
+               batch_size: int | None = None, hints: Mapping[str, Any] | None = None,
+               store_if: Callable[[Any], bool] | None = None) -> FunctionSpec:
     """A FunctionSpec from a function's signature and type hints (or explicit `hints`, incl. 'return')."""
     fn_name = name or target.__name__
     resolved = dict(hints) if hints is not None else typing.get_type_hints(target)
@@ -114,7 +120,7 @@ def build_spec(target: Callable[..., Any], *, name: str | None = None, kind: Kin
         result = with_status_fields(result)
     return FunctionSpec(name=fn_name, func=target, params=tuple(params), result=result, kind=kind, cached=cached,
                         version=str(version), backend=backend, config=dict(config or {}), batch_size=batch_size,
-                        description=(inspect.getdoc(target) or "").split("\n")[0])
+                        description=(inspect.getdoc(target) or "").split("\n")[0], store_if=store_if)
 
 
 def _element(hint: Any) -> Any:

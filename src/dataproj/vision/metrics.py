@@ -11,9 +11,10 @@ Weights are never downloaded: `weights='pretrained'` uses the local caches (data
 they are missing, the metric is NULL with reason "weights unavailable". `weights='random'` runs the same code
 with a randomly initialised backbone, for tests and benchmarks only: its values mean nothing about quality.
 
-The functions are not in the durable call cache: they are local computations, and a NULL for missing weights
-must never be replayed once the weights are there. What is expensive and shared (decoded images, CLIP patch
-tokens) is memoised in the process by content hash.
+unedit_area() is in the durable call cache (keyed by the images' content, the boxes, the metrics and the
+weights), except for results with a metric NULL for missing weights: those are computed again, so installing
+the weights fills them in. The scalar ssim() / lpips() / emd() are not cached. What is expensive and shared
+(decoded images, CLIP patch tokens) is memoised in the process by content hash.
 """
 
 from __future__ import annotations
@@ -123,7 +124,12 @@ def emd(a: list[ImagePath], b: list[ImagePath], boxes: list[Boxes]) -> list[floa
     return _scalar("emd", a, b, boxes)
 
 
-@udf(kind="batch", batch_size=64)
+def _weights_were_there(area: dict[str, Any]) -> bool:
+    """A result is kept in the call cache unless a metric is NULL only because its weights are not installed."""
+    return all(area.get(f"{m}_reason") != NO_WEIGHTS for m in METRICS)
+
+
+@udf(kind="batch", batch_size=64, cached=True, version="1", store_if=_weights_were_there)
 def unedit_area(source: list[ImagePath], edited: list[ImagePath], boxes: list[Boxes],
                 metrics: list[list[str] | None], weights: list[str | None]) -> list[UneditArea]:
     """lpips, emd and ssim of the unedited area, and why any of them is NULL; `metrics` picks which to compute,
