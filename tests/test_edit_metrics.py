@@ -166,6 +166,26 @@ def test_clip_tokens_are_computed_once_per_image(con: duckdb.DuckDBPyConnection)
     assert len(emd.PATCH_TOKENS) == 4
 
 
+@pytest.mark.skipif(alexnet_weights_cached(), reason="pretrained weights are in the local caches")
+def test_unedit_area_is_cached_unless_a_metric_waits_for_weights(tmp_path: Path) -> None:
+    """Measured results are stored; a result whose LPIPS is NULL for missing weights is computed again."""
+    runtime = Runtime(REPO, builtin_specs(), tmp_path / "calls.duckdb")
+    connection = duckdb.connect()
+    try:
+        runtime.register(connection)
+        scene = "seeds/scenes/parkcam/scene_000.png"
+        sql = "select unedit_area(?, ?, [], [?], ?)"
+        for run, (metric, hits) in enumerate([("ssim", 0), ("lpips", 0), ("ssim", 1), ("lpips", 0)]):
+            stats = runtime.begin_node(connection, f"run_{run}")
+            [(area,)] = _rows(connection, sql, [scene, scene, metric, "pretrained"])
+            assert area[metric] == (1.0 if metric == "ssim" else None)
+            assert (stats.cache_hits, stats.calls) == (hits, 1 - hits), (run, metric)
+        assert [(entries, failed) for _, entries, failed in runtime.cache.stats()] == [(1, 0)]  # the SSIM one
+    finally:
+        connection.close()
+        runtime.close()
+
+
 @pytest.mark.skipif(alexnet_weights_cached() or cached_clip_weights("ViT-B-32", "openai") is not None,
                     reason="pretrained weights are in the local caches")
 def test_missing_weights_give_null_with_the_reason(con: duckdb.DuckDBPyConnection) -> None:
