@@ -171,19 +171,31 @@ class Functions:
     """A DuckDB connection with the dataproj runtime's functions and a `pairs` table."""
 
     def __init__(self, pairs: list[Pair]) -> None:
-        import duckdb
         import pyarrow as pa
+
+        self.table = pa.table({"i": list(range(len(pairs))), "a": [p.source for p in pairs],
+                               "b": [p.edited for p in pairs], "boxes": [[list(map(float, p.box))] for p in pairs]})
+        self.runs = 0
+        self.runtime: Any = None
+        self.reset()
+
+    def reset(self) -> None:
+        """A new runtime with an empty call cache: unedit_area() is cached, and a repeat must compute again."""
+        import duckdb
 
         from dataproj.runtime.registry import builtin_specs
         from dataproj.runtime.runtime import Runtime
 
-        self.runtime = Runtime(REPO, builtin_specs(), WORK / "calls.duckdb")
+        if self.runtime is not None:
+            self.close()
+        self.runs += 1
+        cache = WORK / f"calls-{self.runs}.duckdb"
+        cache.unlink(missing_ok=True)
+        self.runtime = Runtime(REPO, builtin_specs(), cache)
         self.con = duckdb.connect()
         self.runtime.register(self.con)
         self.runtime.begin_node(self.con, "edit_bench")
-        table = pa.table({"i": list(range(len(pairs))), "a": [p.source for p in pairs],
-                          "b": [p.edited for p in pairs], "boxes": [[list(map(float, p.box))] for p in pairs]})
-        self.con.register("pairs_arrow", table)
+        self.con.register("pairs_arrow", self.table)
         self.con.execute("create table pairs as select i, a, b, boxes::double[][] as boxes from pairs_arrow")
 
     def run(self, metric: str) -> list[float]:
@@ -294,6 +306,7 @@ def measure(metrics: list[str], layout: str, count: int, size: int, rounds: int)
                 udf_s, got = timed(lambda: ot_function(sets))
             else:
                 loop_s, expected = timed(loops[metric])
+                functions.reset()
                 udf_s, got = timed(lambda metric=metric: functions.run(metric))
             result = results[metric]
             n = result.pairs
