@@ -70,7 +70,10 @@ class FunctionExecutor:
             if self.spec.kind == "row" and not self.spec.ledgered:
                 return self._plain_rows(stats, zip(*inputs, strict=True) if inputs else repeat((), rows), rows)
             args = [tuple(col[i] for col in inputs) for i in range(rows)]
-            outcomes = self._compute(stats, args)
+            try:
+                outcomes = self._compute(stats, args)
+            finally:
+                self.runtime.cache.flush()  # the batch's ledger rows, from the journal into DuckDB
             stats.add_rows(len(outcomes), 0, sum(not o.ok for o in outcomes))
             return to_arrow([o.value for o in outcomes], self.spec.result)
         keys = None
