@@ -89,6 +89,7 @@ def test_distinct_and_long_lists_are_shortened() -> None:
     ("  - {kind: distinct, answer: 'x[]', input: 'note'}", "allowed only there"),
     ("  - {kind: covers, answer: 'x[]', input: 'candidates[].id'}", "does not start with one of the inputs"),
     ("  - {kind: unique, answer: 'x[]'}", "covers"),
+    ("  - {kind: covers, answer: 'x[]', input: 'note'}", "input 'note' is text, not a list to cover"),
 ])
 def test_bad_checks_are_config_errors_naming_the_asset(tmp_path: Path, checks: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as err:

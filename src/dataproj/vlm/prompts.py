@@ -290,3 +290,6 @@ def _check_asset(spec: PromptAssetFile, path: Path) -> None:
         if check.input is not None and source not in spec.inputs:
             raise ConfigError(f"output_checks: input path {check.input!r} does not start with one of the inputs "
                               f"{list(spec.inputs)}", path=path)
+        if check.input is not None and spec.inputs[source] not in ("json", "text[]", "images"):
+            raise ConfigError(f"output_checks: input {source!r} is {spec.inputs[source]}, not a list to cover",
+                              path=path, hint="a covers check reads a json, text[] or images input")
