@@ -31,6 +31,25 @@ def test_the_scorer_is_open_clip_with_weights_and_the_fallback_without() -> None
         clip_scorer("ViT-B-32", "no-such-tag", "magic")
 
 
+def test_weights_in_the_hugging_face_cache_are_found_and_an_empty_cache_is_quick(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check for cached weights must not cost an open_clip import when no weights file is there at all."""
+    import huggingface_hub.constants
+
+    from dataproj.vision.models import cached_clip_weights
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no legacy ~/.cache/clip either
+    assert cached_clip_weights("ViT-B-32", "openai") is None
+    snapshot = tmp_path / "hub" / "models--timm--vit_base_patch32_clip_224.openai" / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "open_clip_model.safetensors").write_bytes(b"weights")
+    (tmp_path / "hub" / "models--timm--vit_base_patch32_clip_224.openai" / "refs").mkdir()
+    (tmp_path / "hub" / "models--timm--vit_base_patch32_clip_224.openai" / "refs" / "main").write_text("0123abc")
+    assert cached_clip_weights("ViT-B-32", "openai") == str(snapshot / "open_clip_model.safetensors")
+    assert cached_clip_weights("ViT-B-32", "laion2b_s34b_b79k") is None  # another repo
+
+
 def test_scene_match_scores_what_the_pixels_show() -> None:
     assert scene_match("a red circle on a dark background", str(SCENES / "labshots/scene_021.png")) == 1.0
     # white star: yes; dark: yes (a white star on a dark gradient)

@@ -30,20 +30,36 @@ class ClipBundle:
     image_size: int
 
 
+OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
 def cached_clip_weights(model_name: str, pretrained: str) -> str | None:
     """The local file of open_clip's `pretrained` weights, if the Hugging Face or open_clip cache has it."""
+    if not _any_clip_weights():
+        return None  # without importing open_clip (and torch), which takes seconds
     import open_clip
     from huggingface_hub import try_to_load_from_cache
 
     config = open_clip.get_pretrained_cfg(model_name, pretrained)
     repo = (config or {}).get("hf_hub", "").strip("/")
-    for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+    for filename in OPEN_CLIP_FILES:
         found = try_to_load_from_cache(repo, filename) if repo else None
         if isinstance(found, str):
             return found
     url = (config or {}).get("url", "")
     legacy = Path(os.path.expanduser("~/.cache/clip")) / url.rsplit("/", 1)[-1] if url else None
     return str(legacy) if legacy is not None and legacy.is_file() else None
+
+
+def _any_clip_weights() -> bool:
+    """Whether any open_clip weights file is in the Hugging Face cache or any file in open_clip's legacy cache."""
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    hub = Path(HF_HUB_CACHE)
+    if hub.is_dir() and any(next(hub.glob(f"models--*/snapshots/*/{name}"), None) for name in OPEN_CLIP_FILES):
+        return True
+    legacy = Path(os.path.expanduser("~/.cache/clip"))
+    return legacy.is_dir() and any(path.is_file() for path in legacy.iterdir())
 
 
 def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai", *, weights_path: str | None = None,
@@ -55,6 +71,12 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai", *
 @cache
 def _load_clip(model_name: str, pretrained: str | None, weights_path: str | None, random_weights: bool,
                device: str) -> ClipBundle:
+    local = None
+    if not random_weights:  # checked before importing open_clip and torch, which take seconds
+        local = weights_path or (cached_clip_weights(model_name, pretrained) if pretrained else None)
+        if local is None or not Path(local).is_file():
+            raise WeightsUnavailable(f"CLIP weights {model_name}/{weights_path or pretrained} are not in the "
+                                     "local caches; put them in the Hugging Face cache or set a weights path")
     import open_clip
     import torch
 
@@ -64,10 +86,6 @@ def _load_clip(model_name: str, pretrained: str | None, weights_path: str | None
             model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=None, device=device)
             label = f"{model_name}/random"
         else:
-            local = weights_path or (cached_clip_weights(model_name, pretrained) if pretrained else None)
-            if local is None or not Path(local).is_file():
-                raise WeightsUnavailable(f"CLIP weights {model_name}/{weights_path or pretrained} are not in the "
-                                         "local caches; put them in the Hugging Face cache or set a weights path")
             # OpenAI's CLIP weights were trained with QuickGELU: loading them from a file path must say so
             quick = bool((open_clip.get_pretrained_cfg(model_name, pretrained) or {}).get("quick_gelu")) \
                 if pretrained else False
