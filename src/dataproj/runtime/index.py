@@ -164,6 +164,7 @@ class NamespaceIndex:
         with self.lock:
             if not self.added:
                 return
+            base = self.entries  # again under the lock: another thread may have folded meanwhile
             new_keys = np.fromiter(self.added, dtype=np.uint64, count=len(self.added))
             entries = list(self.added.values())
             keep = np.ones(len(base), dtype=bool)
