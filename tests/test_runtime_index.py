@@ -4,6 +4,8 @@ base entries."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 
@@ -90,3 +92,27 @@ def test_entries_added_since_loading_fold_into_the_base_once_many_or_once_hits_o
         index.add(key, True, key)
     index.fold_added(to_arrow)
     assert len(index) == 1049 + 4096 and not index.added
+
+
+def test_keys_folded_by_another_thread_mid_batch_are_answered_not_called(tmp_path: Path) -> None:
+    """A batch that took its snapshot before another DuckDB thread folded `added` finds those keys in the new
+    entries instead of calling for them again."""
+    from dataproj.runtime.executor import FunctionExecutor
+    from dataproj.runtime.runtime import Runtime
+    from dataproj.runtime.spec import build_spec
+
+    def double(x: int) -> int:
+        return 2 * x
+
+    spec = build_spec(double, cached=True)
+    runtime = Runtime(tmp_path, [spec], tmp_path / "calls.duckdb")
+    try:
+        executor = FunctionExecutor(spec, runtime)
+        index = make_index([5, 7], [10, 14], [True, False])
+        pending = {5: [0, 2], 7: [1], 9: [3]}
+        resolved: dict[int, tuple[bool, object]] = {}
+        executor._resolve_folded(index, pending, resolved)
+        assert resolved == {0: (True, 10), 2: (True, 10), 1: (False, 14)}  # a stored failure is replayed
+        assert pending == {9: [3]}  # only the key nobody computed is still a call to make
+    finally:
+        runtime.close()

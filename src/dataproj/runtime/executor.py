@@ -129,6 +129,8 @@ class FunctionExecutor:
         if self.runtime.retry_failed and usable.any():
             usable &= entries.ok[np.where(usable, positions, 0)]
         resolved, pending = self._resolve_rest(index, usable, keys, tuple_keys, refresh)
+        if pending and keys is not None and not refresh and index.entries is not entries:
+            self._resolve_folded(index, pending, resolved)
         index.added_hits += len(resolved)  # rows answered one by one from entries not folded yet
         if pending:
             inputs = inputs if inputs is not None else [a.to_pylist() for a in arrays]
@@ -176,6 +178,17 @@ class FunctionExecutor:
             else:
                 pending.setdefault(key, []).append(row)
         return resolved, pending
+
+    def _resolve_folded(self, index: NamespaceIndex, pending: dict[Any, list[int]],
+                        resolved: dict[int, tuple[bool, Any]]) -> None:
+        """Keys another DuckDB thread folded into new entries while this batch looked them up: no calls to make."""
+        entries, keys = index.entries, list(pending)
+        for key, position in zip(keys, entries.lookup(np.array(keys, dtype=np.uint64)).tolist(), strict=True):
+            ok = position >= 0 and bool(entries.ok[position])
+            if position >= 0 and (ok or not self.runtime.retry_failed or key in index.fresh):
+                value = to_plain(entries.values[position].as_py())
+                for row in pending.pop(key):
+                    resolved[row] = (ok, value)
 
     def _tuple_keys(self, inputs: list[list[Any]], n: int) -> list[tuple[Any, ...]]:
         columns = []
