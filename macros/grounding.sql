@@ -24,3 +24,17 @@ from expressions,
 [round({{ box }}[1] * 1000.0 / {{ width }}), round({{ box }}[2] * 1000.0 / {{ height }}),
  round({{ box }}[3] * 1000.0 / {{ width }}), round({{ box }}[4] * 1000.0 / {{ height }})]::integer[]
 {%- endmacro %}
+
+{#
+  The config of a grounding step model (a table tagged with its pipeline; force_reprocess refreshes its cached
+  calls; vars.grounding.vlm_backend picks the backend), and whether the step is among the pipeline's selected
+  steps: renders 'on' or 'off'. Use: {%- set selected = grounding_step('image_grounding', '0') == 'on' -%}
+#}
+{% macro grounding_step(pipeline, step) -%}
+{%- set grounding = var('grounding', {}) or {} -%}
+{%- set settings = grounding.get(pipeline) or {} -%}
+{%- set all_steps = {'image_grounding': ['0', '1'], 'image_referring_expression': ['0', '1', '2', '3']} -%}
+{{- config(materialized='table', tags=['grounding', pipeline],
+           refresh_cache=settings.get('force_reprocess', false), vlm_backend=grounding.get('vlm_backend')) -}}
+{{- 'on' if step in (settings.get('steps', all_steps[pipeline]) | map('string') | list) else 'off' -}}
+{%- endmacro %}

@@ -1,13 +1,9 @@
-{%- set grounding = var('grounding', {}) or {} -%}
-{%- set settings = grounding.get('image_grounding') or {} -%}
-{%- set steps = settings.get('steps', ['0', '1']) | map('string') | list -%}
-{{ config(materialized='table', tags=['grounding', 'image_grounding'],
-          refresh_cache=settings.get('force_reprocess', false), vlm_backend=grounding.get('vlm_backend')) }}
+{%- set selected = grounding_step('image_grounding', '0') == 'on' -%}
 -- Step 0, expression extraction, when selected: each caption cleaned and its referring expressions (text, char
 -- span in the cleaned caption, core noun), numbered per image. A span that does not hold the text is replaced
 -- by the text's first occurrence (null when it does not occur). Not selected: the input's cleaned caption and
 -- expressions pass through.
-{% if '0' in steps %}
+{% if selected %}
 with asked as (
     select
         image_id,

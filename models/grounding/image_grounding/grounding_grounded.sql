@@ -1,8 +1,4 @@
-{%- set grounding = var('grounding', {}) or {} -%}
-{%- set settings = grounding.get('image_grounding') or {} -%}
-{%- set steps = settings.get('steps', ['0', '1']) | map('string') | list -%}
-{{ config(materialized='table', tags=['grounding', 'image_grounding'],
-          refresh_cache=settings.get('force_reprocess', false), vlm_backend=grounding.get('vlm_backend')) }}
+{%- set selected = grounding_step('image_grounding', '1') == 'on' -%}
 -- Step 1, phrase grounding, when selected: one call per image that has expressions, listing them all. Each
 -- expression gets the boxes answered for exactly its text (the first answer with that text; at most 10 boxes,
 -- already pixel xyxy clamped to the image by the prompt's box_fields), and box ids numbered per image.
@@ -17,7 +13,7 @@ with extracted as (
     from {{ ref('grounding_extracted') }} as extracted
     join {{ ref('grounding_images') }} as images using (image_id)
 )
-{% if '1' in steps %},
+{% if selected %},
 
 asked as (
     select

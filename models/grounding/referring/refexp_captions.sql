@@ -1,14 +1,10 @@
-{%- set grounding = var('grounding', {}) or {} -%}
-{%- set settings = grounding.get('image_referring_expression') or {} -%}
-{%- set steps = settings.get('steps', ['0', '1', '2', '3']) | map('string') | list -%}
-{{ config(materialized='table', tags=['grounding', 'image_referring_expression'],
-          refresh_cache=settings.get('force_reprocess', false), vlm_backend=grounding.get('vlm_backend')) }}
+{%- set selected = grounding_step('image_referring_expression', '1') == 'on' -%}
 -- Step 1, image caption, when selected: one call per image. A failed call keeps the seed caption. Not selected:
 -- the seed caption passes through. Independent of step 0 (refexp_regions): the two run at the same time.
 with seeds as (
     select * from {{ ref('refexp_seed_records') }}
 )
-{% if '1' in steps %},
+{% if selected %},
 
 asked as (
     select image_id, refexp_caption_image(image_path) as answer

@@ -1,8 +1,4 @@
-{%- set grounding = var('grounding', {}) or {} -%}
-{%- set settings = grounding.get('image_referring_expression') or {} -%}
-{%- set steps = settings.get('steps', ['0', '1', '2', '3']) | map('string') | list -%}
-{{ config(materialized='table', tags=['grounding', 'image_referring_expression'],
-          refresh_cache=settings.get('force_reprocess', false), vlm_backend=grounding.get('vlm_backend')) }}
+{%- set selected = grounding_step('image_referring_expression', '3') == 'on' -%}
 -- Step 3, double check, when selected: one call per image with expressions, which lists them (id, text, boxes
 -- on the 0-1000 scale) and gets back keep, update or remove for each (by expression_id; the first check of an
 -- id counts). keep: verified. update: verified, with the checked text and boxes; a box keeps the id and score of
@@ -14,7 +10,7 @@ with grounded as (
     from {{ ref('refexp_grounded') }} as grounded
     join {{ ref('refexp_seed_records') }} as seeds using (image_id)
 )
-{% if '3' in steps %},
+{% if selected %},
 
 asked as (
     select

@@ -1,8 +1,4 @@
-{%- set grounding = var('grounding', {}) or {} -%}
-{%- set settings = grounding.get('image_referring_expression') or {} -%}
-{%- set steps = settings.get('steps', ['0', '1', '2', '3']) | map('string') | list -%}
-{{ config(materialized='table', tags=['grounding', 'image_referring_expression'],
-          refresh_cache=settings.get('force_reprocess', false), vlm_backend=grounding.get('vlm_backend')) }}
+{%- set selected = grounding_step('image_referring_expression', '2') == 'on' -%}
 -- Step 2, grounding expressions, when selected: the regions of step 0 and the caption of step 1, merged by
 -- image, go to one call per image that has regions; each answered expression with a text and boxes (at most
 -- 10, pixels) becomes an expression, numbered per image (expressions and boxes). A failed call leaves the image
@@ -20,7 +16,7 @@ with merged as (
     join {{ ref('refexp_regions') }} as regions using (image_id)
     join {{ ref('refexp_captions') }} as captions using (image_id)
 )
-{% if '2' in steps %},
+{% if selected %},
 
 asked as (
     select

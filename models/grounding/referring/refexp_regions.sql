@@ -1,8 +1,4 @@
-{%- set grounding = var('grounding', {}) or {} -%}
-{%- set settings = grounding.get('image_referring_expression') or {} -%}
-{%- set steps = settings.get('steps', ['0', '1', '2', '3']) | map('string') | list -%}
-{{ config(materialized='table', tags=['grounding', 'image_referring_expression'],
-          refresh_cache=settings.get('force_reprocess', false), vlm_backend=grounding.get('vlm_backend')) }}
+{%- set selected = grounding_step('image_referring_expression', '0') == 'on' -%}
 -- Step 0, region expressions, when selected: one call per image with boxes, which lists them (type and box on
 -- the 0-1000 scale the prompt declares) and gets back each box's type, colour and description; the answer's
 -- boxes come back as pixels. A failed call keeps the seed regions. Not selected: the seed regions pass through.
@@ -10,7 +6,7 @@
 with seeds as (
     select * from {{ ref('refexp_seed_records') }}
 )
-{% if '0' in steps %},
+{% if selected %},
 
 asked as (
     select
