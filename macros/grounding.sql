@@ -38,3 +38,15 @@ from expressions,
            refresh_cache=settings.get('force_reprocess', false), vlm_backend=grounding.get('vlm_backend')) -}}
 {{- 'on' if step in (settings.get('steps', all_steps[pipeline]) | map('string') | list) else 'off' -}}
 {%- endmacro %}
+
+{#
+  The identifying columns of an input record, from a relation with image_id, image_path, width, height and
+  `info` (image_info(image_path) where a size is missing): image_id defaults to the file name without its
+  extension, as the reference's pipelines name images. Call it with `| indent(N)` for the caller's indentation.
+#}
+{% macro image_record_columns() -%}
+coalesce(image_id, regexp_extract(image_path, '([^/]+?)(\.[^./]*)?$', 1)) as image_id,
+image_path,
+coalesce(width, info.width)::integer as width,
+coalesce(height, info.height)::integer as height
+{%- endmacro %}

@@ -10,10 +10,7 @@ with inputs as (
 
 select
     line_no,
-    coalesce(image_id, regexp_extract(image_path, '([^/]+?)(\.[^./]*)?$', 1)) as image_id,
-    image_path,
-    coalesce(width, info.width)::integer as width,
-    coalesce(height, info.height)::integer as height,
+    {{ image_record_columns() | indent(4) }},
     caption,
     cleaned_caption,
     expressions,

@@ -57,10 +57,7 @@ sized as (
 complete as (
     select
         line_no,
-        coalesce(image_id, regexp_extract(image_path, '([^/]+?)(\.[^./]*)?$', 1)) as image_id,
-        image_path,
-        coalesce(width, info.width)::integer as width,
-        coalesce(height, info.height)::integer as height,
+        {{ image_record_columns() | indent(8) }},
         caption,
         cleaned_caption,
         regions,
