@@ -33,6 +33,10 @@ def test_init_scaffolds_a_project_that_builds(tmp_path: Path) -> None:
     project.ok("build")
     assert project.statuses() and set(project.statuses().values()) <= {"success", "pass"}
     assert any(project.path("warehouse/exports").iterdir())
+    # its Python SQL function, cached: the second build makes no call
+    assert project.rows("select orientation from pictures_clean order by picture_id") == [
+        ("landscape",), ("landscape",), ("portrait",)]
+    assert "0 calls, 3 cache hits" in project.ok("build").out
 
     again = run_main(["init", str(target)])
     assert again.code == 2

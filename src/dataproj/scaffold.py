@@ -1,4 +1,4 @@
-"""`dataproj init`: a new project with one seed, two models, a test and an export."""
+"""`dataproj init`: a new project with one seed, two models, a Python SQL function, tests and an export."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ models:
     +tags: [example]
 """,
     ".gitignore": "warehouse/\n__pycache__/\n",
-    "seeds/pictures.csv": "picture_id,path,width,height\n1,images/a.png,640,480\n2,images/b.png,320,240\n",
-    "models/example/pictures_clean.sql": """select picture_id, path, width, height, width * height as pixels
+    "seeds/pictures.csv": "picture_id,path,width,height\n1,images/a.png,640,480\n2,images/b.png,320,240\n"
+                          "3,images/c.png,300,400\n",
+    "models/example/pictures_clean.sql": """select picture_id, path, width, height, width * height as pixels,
+    orientation(width, height) as orientation  -- a Python function from udfs/pictures.py
 from {{ ref('pictures') }}
 where width > {{ var('min_width') }}
 """,
@@ -41,10 +43,25 @@ models:
       - name: pixels
         tests:
           - expression: "pixels > 0"
+      - name: orientation
+        tests:
+          - accepted_values: {values: [landscape, portrait, square]}
 """,
     "macros/.gitkeep": "",
     "tests/.gitkeep": "",
-    "udfs/.gitkeep": "",
+    "udfs/pictures.py": '''"""SQL functions in Python: each @udf here can be called from models and `dataproj query`."""
+
+from dataproj import udf
+
+
+@udf(cached=True)
+def orientation(width: int, height: int) -> str:
+    """landscape, portrait or square. cached=True keeps each answer in warehouse/cache/, so a rerun (or the
+    rerun after a crash) never computes an input twice: what a model or API call costs is paid once."""
+    if width == height:
+        return "square"
+    return "landscape" if width > height else "portrait"
+''',
     "prompts/.gitkeep": "",
 }
 
