@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from dataproj.runtime.index import MISS, SCANS_BEFORE_SORT, NamespaceIndex
+from dataproj.runtime.index import MISS, RUN_PATIENCE, SCANS_BEFORE_SORT, NamespaceIndex
 
 
 def make_index(keys: list[int], values: list[int], ok: list[bool] | None = None) -> NamespaceIndex:
@@ -116,3 +116,27 @@ def test_keys_folded_by_another_thread_mid_batch_are_answered_not_called(tmp_pat
         assert pending == {9: [3]}  # only the key nobody computed is still a call to make
     finally:
         runtime.close()
+
+
+def test_lookup_edges_absent_keys_between_buckets_the_largest_key_and_an_empty_index() -> None:
+    top = np.uint64(2**64 - 1)
+    keys = np.array([10, 11, 12, 2**63, 2**63 + 5, 2**64 - 2], dtype=np.uint64)
+    index = NamespaceIndex(keys, pa.array(np.arange(6)), np.ones(6, bool), pa.int64(), unique=True)
+    probe = np.array([12, 13, 9, 2**63 + 5, 2**63 + 6, 2**64 - 2, top, 0], dtype=np.uint64)
+    assert index.entries.lookup(probe).tolist() == [2, MISS, MISS, 4, MISS, 5, MISS, MISS]
+    with_top = NamespaceIndex(np.append(keys, top), pa.array(np.arange(7)), np.ones(7, bool), pa.int64())
+    assert with_top.entries.lookup(np.array([top, 2**64 - 3], dtype=np.uint64)).tolist() == [6, MISS]
+    empty = NamespaceIndex(np.zeros(0, np.uint64), pa.array([], pa.int64()), np.zeros(0, bool), pa.int64())
+    assert empty.entries.lookup(np.array([0, 5, top], dtype=np.uint64)).tolist() == [MISS, MISS, MISS]
+
+
+def test_after_many_batches_in_another_order_runs_are_still_found_within_a_few_batches() -> None:
+    keys = np.arange(1, 2001, dtype=np.uint64) * np.uint64(7919)
+    index = NamespaceIndex(keys, pa.array(np.arange(2000)), np.ones(2000, bool), pa.int64(), unique=True)
+    entries = index.entries
+    for start in range(0, 400, 20):  # shuffled batches: never runs
+        assert index.run_start(entries, keys[start:start + 20][::-1]) is None
+    found = [index.run_start(entries, keys[1000 + 10 * i:1010 + 10 * i]) for i in range(RUN_PATIENCE)]
+    first = next(i for i, start in enumerate(found) if start is not None)  # searched again within RUN_PATIENCE
+    assert found[first] == 1000 + 10 * first
+    assert all(start == 1000 + 10 * i for i, start in enumerate(found) if i > first)  # then the cursor follows

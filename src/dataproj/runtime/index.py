@@ -25,42 +25,38 @@ import pyarrow as pa
 
 MISS = -1
 SCANS_BEFORE_SORT = 16  # batches located by a linear scan of the keys before sorting them pays off
+RUN_PATIENCE = 8  # batches in a row that were not stored runs, after which only every 8th is tried as one
 
 
 class SortedKeys:
-    """Keys sorted and bucketed by their top bits (about four buckets per key, so one probe finds most)."""
+    """Keys sorted and bucketed by their top bits (about four buckets per key, so one probe finds most). The
+    sorted keys end with a sentinel, the largest uint64, so probing forward needs no bounds."""
 
     def __init__(self, keys: np.ndarray) -> None:
-        self.order = np.argsort(keys, kind="stable")
-        self.sorted_keys = keys[self.order]
+        order = np.argsort(keys, kind="stable")
+        self.sorted_keys = np.append(keys[order], np.uint64(2**64 - 1))
+        self.order = np.append(order, MISS)  # the sentinel's position: absent
         bits = int(min(26, max(8, np.ceil(np.log2(max(len(keys), 1))) + 2)))
         self.shift = np.uint64(64 - bits)
-        counts = np.bincount((self.sorted_keys >> self.shift).astype(np.intp), minlength=1 << bits)
-        self.starts = np.zeros(len(counts) + 1, dtype=np.int32 if len(keys) < 2**31 else np.int64)
+        counts = np.bincount((self.sorted_keys[:-1] >> self.shift).astype(np.intp), minlength=1 << bits)
+        self.starts = np.zeros(len(counts) + 1, dtype=np.intp)
         np.cumsum(counts, out=self.starts[1:])
         self.widest = int(counts.max()) if len(keys) else 0
-        self.last = max(len(keys) - 1, 0)
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
-        """Positions for `keys` (MISS where absent): a first probe for all, a few more for crowded buckets."""
-        if self.widest == 0:
-            return np.full(len(keys), MISS, dtype=np.int64)
-        bucket = (keys >> self.shift).astype(np.intp)
-        low, high = self.starts[bucket], self.starts[bucket + 1]
-        slot = np.minimum(low, self.last)
-        hit = (self.sorted_keys[slot] == keys) & (high > low)
-        found = np.where(hit, self.order[slot], MISS)
-        if self.widest == 1:
-            return found
-        rest = np.nonzero(~hit & (high - low > 1))[0]
-        offset = 1
+        """Positions for `keys` (MISS where absent). Each key starts at the first key of its bucket and moves
+        forward while the stored key is smaller: keys of later buckets are all larger, so it stops by then."""
+        slot = self.starts[(keys >> self.shift).astype(np.intp)]
+        stored = self.sorted_keys[slot]
+        found = np.where(stored == keys, self.order[slot], MISS)
+        rest = np.flatnonzero(stored < keys)
         while rest.size:
-            slot = low[rest] + offset
-            inside = slot < high[rest]
-            rest, slot = rest[inside], slot[inside]
-            match = self.sorted_keys[slot] == keys[rest]
-            found[rest[match]] = self.order[slot[match]]
-            rest, offset = rest[~match], offset + 1
+            slot_rest = slot[rest] + 1
+            slot[rest] = slot_rest
+            stored = self.sorted_keys[slot_rest]
+            match = stored == keys[rest]
+            found[rest[match]] = self.order[slot_rest[match]]
+            rest = rest[stored < keys[rest]]
         return found
 
 
@@ -126,6 +122,8 @@ class NamespaceIndex:
         self.added_hits = 0  # rows answered from `added` since the last fold
         self.lock = threading.Lock()
         self._next = 0  # where the last run ended: the next batch of a rerun most likely starts here
+        self._not_runs = 0  # batches in a row that were not stored runs
+        self._searches = 0
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -135,12 +133,20 @@ class NamespaceIndex:
         n, stored = len(keys), entries.keys
         start = self._next
         if not (n and start + n <= len(stored) and stored[start] == keys[0]):
+            # Searching for the first key costs a lookup: after many batches that were not runs, try it only
+            # now and then (a query in another order than the stored one).
+            self._searches += 1
+            if self._not_runs >= RUN_PATIENCE and self._searches % RUN_PATIENCE:
+                return None
             start = entries.position(keys[0]) if n else MISS
             if start < 0 or start + n > len(stored):
+                self._not_runs += 1
                 return None
         if not np.array_equal(stored[start:start + n], keys):
+            self._not_runs += 1
             return None
         self._next = start + n  # a hint only: a race between DuckDB threads costs one extra search
+        self._not_runs = 0
         return start
 
     def add(self, key: Any, ok: bool, value: Any) -> None:
