@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import pytest
 from conftest import MakeProject
-from vlm_support import GOOGLE_SECRET, LABEL_ASSET, OPENAI_SECRET, copy_scene, fixed, label_model, ledger, project_yml
+from vlm_support import (
+    GOOGLE_SECRET,
+    LABEL_ANSWER,
+    LABEL_ASSET,
+    OPENAI_SECRET,
+    copy_scene,
+    fixed,
+    label_model,
+    ledger,
+    project_yml,
+)
 
 from dataproj.vlm.local_server import LocalVLMServer
-
-ANSWER = '{"label": "cat", "count": 2}'
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +47,7 @@ def test_variants_default_and_model_override(make_project: MakeProject) -> None:
         "plain_again": label_model(rows=[("plain_again", "images/scene.png")]),
         "gemini_again": label_model(rows=[("gemini_again", "images/scene.png")], config="vlm_backend='gm'"),
     }
-    with LocalVLMServer(fixed(ANSWER)) as server:
+    with LocalVLMServer(fixed(LABEL_ANSWER)) as server:
         project = make_project({"project.yml": project_yml(server).replace("threads: 2", "threads: 4"),
                                 "prompts/test/label/v1.yaml": LABEL_ASSET,
                                 **{f"models/{name}.sql": sql for name, sql in models.items()}})
@@ -61,7 +69,7 @@ def test_variants_default_and_model_override(make_project: MakeProject) -> None:
 
 
 def test_prompt_level_backend(make_project: MakeProject) -> None:
-    with LocalVLMServer(fixed(ANSWER)) as server:
+    with LocalVLMServer(fixed(LABEL_ANSWER)) as server:
         extra = "prompts:\n  test/label: {backend: gm}\n"
         project = make_project({"project.yml": project_yml(server, extra=extra),
                                 "prompts/test/label/v1.yaml": LABEL_ASSET,
@@ -75,7 +83,7 @@ def test_prompt_level_backend(make_project: MakeProject) -> None:
 
 
 def test_prompt_level_model_is_sent(make_project: MakeProject) -> None:
-    with LocalVLMServer(fixed(ANSWER)) as server:
+    with LocalVLMServer(fixed(LABEL_ANSWER)) as server:
         extra = "prompts:\n  test/label: {model: gpt-special}\n"
         project = make_project({"project.yml": project_yml(server, extra=extra),
                                 "prompts/test/label/v1.yaml": LABEL_ASSET, "models/a.sql": label_model()})
@@ -87,7 +95,7 @@ def test_prompt_level_model_is_sent(make_project: MakeProject) -> None:
 
 
 def test_unknown_model_vlm_backend_is_an_error(make_project: MakeProject) -> None:
-    with LocalVLMServer(fixed(ANSWER)) as server:
+    with LocalVLMServer(fixed(LABEL_ANSWER)) as server:
         project = make_project({"project.yml": project_yml(server), "prompts/test/label/v1.yaml": LABEL_ASSET,
                                 "models/a.sql": label_model(config="vlm_backend='gemnii'")})
         copy_scene(project)

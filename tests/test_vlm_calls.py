@@ -10,6 +10,7 @@ import pytest
 from conftest import MakeProject, ProjectDir
 from vlm_support import (
     GOOGLE_SECRET,
+    LABEL_ANSWER,
     LABEL_ASSET,
     OPENAI_SECRET,
     TimedServer,
@@ -23,7 +24,6 @@ from vlm_support import (
 
 from dataproj.vlm.local_server import Fault, LocalVLMServer, estimate_usage
 
-ANSWER = '{"label": "cat", "count": 2}'
 APIS = {"openai": "gw", "gemini": "gm"}
 PRICES = """\
 prices:
@@ -63,7 +63,7 @@ def _one_row(project: ProjectDir) -> tuple[dict, dict]:
 
 
 def test_429_waits_for_retry_after(make_project: MakeProject, api: str) -> None:
-    with TimedServer(fixed(ANSWER)) as server:
+    with TimedServer(fixed(LABEL_ANSWER)) as server:
         server.script(Fault(status=429, retry_after=0.4))
         project = _project(make_project, server, api)
         project.ok("run")
@@ -76,7 +76,7 @@ def test_429_waits_for_retry_after(make_project: MakeProject, api: str) -> None:
 
 @pytest.mark.parametrize("api", ["gemini"])
 def test_retry_after_is_capped_by_backoff_max(make_project: MakeProject, api: str) -> None:
-    with TimedServer(fixed(ANSWER)) as server:
+    with TimedServer(fixed(LABEL_ANSWER)) as server:
         server.script(Fault(status=429, retry_after=60))
         project = _project(make_project, server, api, "backoff_max_s: 0.2")
         project.ok("run")
@@ -88,7 +88,7 @@ def test_retry_after_is_capped_by_backoff_max(make_project: MakeProject, api: st
 
 @pytest.mark.parametrize(("api", "status"), [("openai", 500), ("gemini", 503)])
 def test_server_errors_are_retried(make_project: MakeProject, api: str, status: int) -> None:
-    with LocalVLMServer(fixed(ANSWER)) as server:
+    with LocalVLMServer(fixed(LABEL_ANSWER)) as server:
         server.script(Fault(status=status), Fault(status=status))
         project = _project(make_project, server, api)
         project.ok("run")
@@ -100,7 +100,7 @@ def test_server_errors_are_retried(make_project: MakeProject, api: str, status: 
 
 @pytest.mark.parametrize("api", ["gemini"])
 def test_persistent_server_error_fails_after_max_attempts(make_project: MakeProject, api: str) -> None:
-    with LocalVLMServer(fixed(ANSWER)) as server:
+    with LocalVLMServer(fixed(LABEL_ANSWER)) as server:
         server.script(*[Fault(status=500)] * 3)
         project = _project(make_project, server, api, "max_attempts: 3")
         project.ok("run")  # failure_budget=1: the node succeeds with a failed row
@@ -116,7 +116,7 @@ def test_persistent_server_error_fails_after_max_attempts(make_project: MakeProj
 
 
 def test_timeout_is_retried(make_project: MakeProject, api: str) -> None:
-    with TimedServer(fixed(ANSWER)) as server:
+    with TimedServer(fixed(LABEL_ANSWER)) as server:
         server.script(Fault(hang_s=10))
         project = _project(make_project, server, api, "timeout_s: 0.3")
         project.ok("run")
@@ -129,7 +129,7 @@ def test_timeout_is_retried(make_project: MakeProject, api: str) -> None:
 
 @pytest.mark.parametrize("api", ["openai"])
 def test_timeout_on_every_attempt_fails_the_row(make_project: MakeProject, api: str) -> None:
-    with LocalVLMServer(fixed(ANSWER)) as server:
+    with LocalVLMServer(fixed(LABEL_ANSWER)) as server:
         server.script(Fault(hang_s=10), Fault(hang_s=10))
         project = _project(make_project, server, api, "timeout_s: 0.3, max_attempts: 2")
         project.ok("run")
@@ -155,7 +155,7 @@ def test_invalid_output_is_reasked_then_valid(make_project: MakeProject, api: st
         asked[note] = asked.get(note, 0) + 1
         if note == "always":
             return "still not JSON"
-        return INVALID[int(note)] if asked[note] == 1 else ANSWER
+        return INVALID[int(note)] if asked[note] == 1 else LABEL_ANSWER
 
     with LocalVLMServer(first_bad) as server:
         project = _project(make_project, server, api)
@@ -165,7 +165,8 @@ def test_invalid_output_is_reasked_then_valid(make_project: MakeProject, api: st
         rows = struct_rows(project, "m")
         calls = ledger(project)
     assert asked == {**{str(i): 2 for i in range(len(INVALID))}, "always": 3}  # output_retries defaults to 2
-    assert [(r["status"], r["raw_response"], r["label"]) for r in rows[:-1]] == [("ok", ANSWER, "cat")] * len(INVALID)
+    assert [(r["status"], r["raw_response"], r["label"]) for r in rows[:-1]] == [
+        ("ok", LABEL_ANSWER, "cat")] * len(INVALID)
     assert (rows[-1]["status"], rows[-1]["raw_response"]) == ("failed", "still not JSON")  # the others are unharmed
     assert sorted((c["status"], c["attempts"]) for c in calls) == [("failed", 1)] + [("ok", 1)] * len(INVALID)
 
@@ -173,7 +174,7 @@ def test_invalid_output_is_reasked_then_valid(make_project: MakeProject, api: st
 @pytest.mark.parametrize(("api", "output_retries"), [("openai", 2), ("gemini", 0)])
 def test_invalid_output_fails_after_output_retries(make_project: MakeProject, api: str, output_retries: int) -> None:
     answers = [f"not json, answer {i}" for i in range(output_retries + 1)]
-    with LocalVLMServer(fixed(ANSWER)) as server:
+    with LocalVLMServer(fixed(LABEL_ANSWER)) as server:
         server.script(*[Fault(text=text) for text in answers], Fault(text="never asked"))
         project = _project(make_project, server, api, f"output_retries: {output_retries}")
         project.ok("run")
@@ -197,11 +198,11 @@ def test_invalid_output_fails_after_output_retries(make_project: MakeProject, ap
 
 
 def test_usage_and_cost_from_the_provider(make_project: MakeProject, api: str) -> None:
-    with LocalVLMServer(fixed(ANSWER), cached_tokens=40) as server:
+    with LocalVLMServer(fixed(LABEL_ANSWER), cached_tokens=40) as server:
         project = _project(make_project, server, api, extra=PRICES)
         project.ok("run")
         [request] = server.requests
-        usage = estimate_usage(request, ANSWER, 40)
+        usage = estimate_usage(request, LABEL_ANSWER, 40)
         row, call = _one_row(project)
     prices = {"openai": (2.0, 0.5, 8.0), "gemini": (0.1, 0.025, 0.4)}[api]
     assert row["status"] == "ok"
@@ -218,7 +219,7 @@ def test_usage_and_cost_from_the_provider(make_project: MakeProject, api: str) -
 
 @pytest.mark.parametrize("api", ["openai"])
 def test_cache_hits_cost_nothing_and_the_ledger_is_queryable(make_project: MakeProject, api: str) -> None:
-    with LocalVLMServer(fixed(ANSWER), cached_tokens=3) as server:
+    with LocalVLMServer(fixed(LABEL_ANSWER), cached_tokens=3) as server:
         project = _project(make_project, server, api, extra=PRICES)
         project.ok("run")
         project.ok("run", "--full-refresh")
@@ -252,11 +253,11 @@ class ProviderUsageServer(LocalVLMServer):
 
 @pytest.mark.parametrize("api", ["openai", "gemini"])
 def test_cost_as_real_providers_report_usage(make_project: MakeProject, api: str) -> None:
-    with ProviderUsageServer(fixed(ANSWER)) as server:
+    with ProviderUsageServer(fixed(LABEL_ANSWER)) as server:
         project = _project(make_project, server, api, extra=PRICES)
         project.ok("run")
         [request] = server.requests
-        usage = estimate_usage(request, ANSWER, 0)
+        usage = estimate_usage(request, LABEL_ANSWER, 0)
         _, call = _one_row(project)
     input_price, _, output_price = {"openai": (2.0, 0.5, 8.0), "gemini": (0.1, 0.025, 0.4)}[api]
     output = usage.completion + (ProviderUsageServer.THOUGHTS if api == "gemini" else 0)

@@ -8,17 +8,22 @@ from pathlib import Path
 
 import pytest
 from conftest import MakeProject, ProjectDir
-from vlm_support import GOOGLE_SECRET, LABEL_ASSET, copy_scene, fixed, label_model, project_yml, struct_rows
+from vlm_support import (
+    GOOGLE_SECRET,
+    LABEL_ANSWER,
+    LABEL_ASSET,
+    LABEL_STRICT_SCHEMA,
+    copy_scene,
+    fixed,
+    label_model,
+    project_yml,
+    struct_rows,
+)
 
 from dataproj.errors import ConfigError
 from dataproj.vlm.clients import GeminiClient
 from dataproj.vlm.local_server import LocalVLMServer
 from dataproj.vlm.settings import GeminiBackend, load_backends
-
-ANSWER = '{"label": "cat", "count": 2}'
-STRICT_SCHEMA = {"type": "object", "properties": {"label": {"type": "string"},
-                                                  "count": {"type": "integer", "minimum": 0}},
-                 "required": ["label", "count"], "additionalProperties": False}
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +40,7 @@ def _project(make_project: MakeProject, server: LocalVLMServer, *, gm: str = "",
 
 
 def test_request_shape(make_project: MakeProject) -> None:
-    with LocalVLMServer(fixed(ANSWER)) as server:
+    with LocalVLMServer(fixed(LABEL_ANSWER)) as server:
         project = _project(make_project, server)
         project.ok("run")
         [request] = server.requests
@@ -56,14 +61,14 @@ def test_request_shape(make_project: MakeProject) -> None:
     assert request.images == (image,)
     config = body["generationConfig"]
     assert config["responseMimeType"] == "application/json"
-    assert config["responseJsonSchema"] == STRICT_SCHEMA
+    assert config["responseJsonSchema"] == LABEL_STRICT_SCHEMA
     assert config["temperature"] == 0.3 and config["maxOutputTokens"] == 8192
     assert config["mediaResolution"] == "MEDIA_RESOLUTION_LOW"
-    assert row == {"label": "cat", "count": 2, "status": "ok", "error": None, "raw_response": ANSWER}
+    assert row == {"label": "cat", "count": 2, "status": "ok", "error": None, "raw_response": LABEL_ANSWER}
 
 
 def test_backend_parameters_reach_the_request(make_project: MakeProject) -> None:
-    with LocalVLMServer(fixed(ANSWER)) as server:
+    with LocalVLMServer(fixed(LABEL_ANSWER)) as server:
         project = _project(make_project, server, gm="model: gemini-other, temperature: 0.9, max_output_tokens: 321, "
                                                     "media_resolution: MEDIA_RESOLUTION_HIGH")
         project.ok("run")
@@ -73,7 +78,7 @@ def test_backend_parameters_reach_the_request(make_project: MakeProject) -> None
 
 
 def test_prompt_temperature_beats_the_backend_default(make_project: MakeProject) -> None:
-    with LocalVLMServer(fixed(ANSWER)) as server:
+    with LocalVLMServer(fixed(LABEL_ANSWER)) as server:
         project = _project(make_project, server)
         project.write({"prompts/test/label/v1.yaml": LABEL_ASSET + "parameters: {temperature: 0.0}\n"})
         project.ok("run")
@@ -85,7 +90,7 @@ def test_prompt_temperature_beats_the_backend_default(make_project: MakeProject)
 
 
 def test_chatty_answer_is_parsed(make_project: MakeProject) -> None:
-    with LocalVLMServer(fixed(f"```json\n{ANSWER}\n```")) as server:
+    with LocalVLMServer(fixed(f"```json\n{LABEL_ANSWER}\n```")) as server:
         project = _project(make_project, server)
         project.ok("run")
         [row] = struct_rows(project, "m")
@@ -121,7 +126,7 @@ def test_missing_key_is_a_clear_error(make_project: MakeProject, monkeypatch: py
     monkeypatch.delenv("GOOGLE_API_KEY")
     with pytest.raises(ConfigError, match="GOOGLE_API_KEY"):
         GeminiClient(GeminiBackend(type="gemini"))
-    with LocalVLMServer(fixed(ANSWER)) as server:
+    with LocalVLMServer(fixed(LABEL_ANSWER)) as server:
         project = _project(make_project, server)
         project.ok("run")
         [row] = struct_rows(project, "m")

@@ -10,18 +10,24 @@ from pathlib import Path
 
 import pytest
 from conftest import MakeProject, ProjectDir
-from vlm_support import LABEL_ASSET, OPENAI_SECRET, copy_scene, fixed, label_model, ledger, project_yml, struct_rows
+from vlm_support import (
+    LABEL_ANSWER,
+    LABEL_ASSET,
+    LABEL_STRICT_SCHEMA,
+    OPENAI_SECRET,
+    copy_scene,
+    fixed,
+    label_model,
+    ledger,
+    project_yml,
+    struct_rows,
+)
 
 from dataproj.errors import ConfigError
 from dataproj.vlm.clients import OpenAIClient
 from dataproj.vlm.local_server import Fault, LocalVLMServer
 from dataproj.vlm.prompts import PromptStore
 from dataproj.vlm.settings import OpenAIBackend, load_backends
-
-ANSWER = '{"label": "cat", "count": 2}'
-STRICT_SCHEMA = {"type": "object", "properties": {"label": {"type": "string"},
-                                                  "count": {"type": "integer", "minimum": 0}},
-                 "required": ["label", "count"], "additionalProperties": False}
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +49,7 @@ def _schema_in_words(system: str) -> object:
 
 
 def test_request_shape(make_project: MakeProject) -> None:
-    with LocalVLMServer(fixed(ANSWER)) as server:
+    with LocalVLMServer(fixed(LABEL_ANSWER)) as server:
         project = _project(make_project, server)
         project.ok("run")
         [request] = server.requests
@@ -63,13 +69,13 @@ def test_request_shape(make_project: MakeProject) -> None:
     assert base64.b64decode(payload) == project.path("images/scene.png").read_bytes()
     assert request.images == (project.path("images/scene.png").read_bytes(),)
     assert body["response_format"] == {"type": "json_schema", "json_schema": {
-        "name": "LabelOutput", "schema": STRICT_SCHEMA, "strict": True}}
+        "name": "LabelOutput", "schema": LABEL_STRICT_SCHEMA, "strict": True}}
     assert body["temperature"] == 0.7 and body["max_tokens"] == 4096
     assert not body.get("stream")
 
 
 def test_backend_parameters_reach_the_request(make_project: MakeProject) -> None:
-    with LocalVLMServer(fixed(ANSWER)) as server:
+    with LocalVLMServer(fixed(LABEL_ANSWER)) as server:
         project = _project(make_project, server,
                            gw="model: my-vlm, temperature: 0.2, max_tokens: 77, image_detail: high")
         project.ok("run")
@@ -79,7 +85,8 @@ def test_backend_parameters_reach_the_request(make_project: MakeProject) -> None
 
 
 def test_structured_answer_becomes_struct_fields(make_project: MakeProject) -> None:
-    answers = {"plain": ANSWER, "fenced": f"```json\n{ANSWER}\n```", "chatty": f"Here you go: {ANSWER} Bye."}
+    answers = {"plain": LABEL_ANSWER, "fenced": f"```json\n{LABEL_ANSWER}\n```",
+               "chatty": f"Here you go: {LABEL_ANSWER} Bye."}
     with LocalVLMServer(lambda r: answers[r.texts[0].removeprefix("Note: ")]) as server:
         project = _project(make_project, server, **{"models/m.sql": label_model(
             rows=[(note, "images/scene.png") for note in answers])})
@@ -92,33 +99,33 @@ def test_structured_answer_becomes_struct_fields(make_project: MakeProject) -> N
 
 def test_server_without_structured_output_is_asked_in_words(make_project: MakeProject) -> None:
     """A 400 naming response_format switches the client to JSON mode with the schema in the system prompt."""
-    with LocalVLMServer(fixed(ANSWER)) as server:
+    with LocalVLMServer(fixed(LABEL_ANSWER)) as server:
         server.script(Fault(reject_schema=True))
         project = _project(make_project, server)
         project.ok("run")
         [row] = struct_rows(project, "m")
         first, second = server.requests
     assert row["status"] == "ok" and row["label"] == "cat"
-    assert first.schema == STRICT_SCHEMA
+    assert first.schema == LABEL_STRICT_SCHEMA
     assert second.schema is None
     assert second.body["response_format"] == {"type": "json_object"}
-    assert _schema_in_words(second.system) == STRICT_SCHEMA
+    assert _schema_in_words(second.system) == LABEL_STRICT_SCHEMA
 
 
 @pytest.mark.parametrize(("mode", "response_format"), [("json_object", {"type": "json_object"}), ("text", None)])
 def test_structured_output_setting(make_project: MakeProject, mode: str, response_format: object) -> None:
-    with LocalVLMServer(fixed(f"The answer: {ANSWER}")) as server:
+    with LocalVLMServer(fixed(f"The answer: {LABEL_ANSWER}")) as server:
         project = _project(make_project, server, gw=f"structured_output: {mode}")
         project.ok("run")
         [request] = server.requests
         [row] = struct_rows(project, "m")
     assert request.body.get("response_format") == response_format
-    assert _schema_in_words(request.system) == STRICT_SCHEMA
+    assert _schema_in_words(request.system) == LABEL_STRICT_SCHEMA
     assert row["status"] == "ok" and row["count"] == 2
 
 
 def test_other_bad_requests_are_not_retried_as_schema_problems(make_project: MakeProject) -> None:
-    with LocalVLMServer(fixed(ANSWER)) as server:
+    with LocalVLMServer(fixed(LABEL_ANSWER)) as server:
         server.script(Fault(status=400))
         project = _project(make_project, server)
         project.ok("run")
@@ -150,7 +157,7 @@ def test_client_uses_the_backend_timeout_and_no_sdk_retries() -> None:
 
 def test_key_from_another_environment_variable(make_project: MakeProject, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MY_GATEWAY_KEY", "gateway-key-123")
-    with LocalVLMServer(fixed(ANSWER)) as server:
+    with LocalVLMServer(fixed(LABEL_ANSWER)) as server:
         project = _project(make_project, server, gw="api_key_env: MY_GATEWAY_KEY")
         project.ok("run")
         assert server.requests[0].api_key == "gateway-key-123"
@@ -171,7 +178,7 @@ def test_missing_key_for_the_real_api_is_a_clear_error(make_project: MakeProject
 
 
 def test_unknown_backend_key_is_a_config_error(make_project: MakeProject) -> None:
-    with LocalVLMServer(fixed(ANSWER)) as server:
+    with LocalVLMServer(fixed(LABEL_ANSWER)) as server:
         project = _project(make_project, server, gw="temprature: 0.1")
         result = project.cli("run")
     assert result.code == 2

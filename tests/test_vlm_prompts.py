@@ -15,6 +15,7 @@ from conftest import MakeProject, ProjectDir
 from pydantic import ValidationError
 from vlm_support import (
     GOOGLE_SECRET,
+    LABEL_ANSWER,
     LABEL_ASSET,
     OPENAI_SECRET,
     copy_scene,
@@ -29,8 +30,6 @@ from dataproj.vlm.calling import request_for
 from dataproj.vlm.local_server import LocalVLMServer, ParsedRequest
 from dataproj.vlm.prompts import PromptStore
 from dataproj.vlm.schema import SchemaError, extract_json, model_from_json_schema, strict_json_schema
-
-ANSWER = '{"label": "cat", "count": 2}'
 
 
 @pytest.fixture(autouse=True)
@@ -269,13 +268,13 @@ def _label_project(make_project: MakeProject, server: LocalVLMServer, **files: s
 
 
 def test_asset_is_a_sql_function_returning_a_struct(make_project: MakeProject) -> None:
-    with LocalVLMServer(fixed(ANSWER)) as server:
+    with LocalVLMServer(fixed(LABEL_ANSWER)) as server:
         project = _label_project(make_project, server)
         project.ok("run")
         [row] = struct_rows(project, "m")
         types = dict(project.rows("select column_name, data_type from information_schema.columns "
                                   "where table_name = 'm'"))
-    assert row == {"label": "cat", "count": 2, "status": "ok", "error": None, "raw_response": ANSWER}
+    assert row == {"label": "cat", "count": 2, "status": "ok", "error": None, "raw_response": LABEL_ANSWER}
     assert types["r"].replace('"', "") == ("STRUCT(label VARCHAR, count BIGINT, status VARCHAR, error VARCHAR, "
                                            "raw_response VARCHAR)")
 
@@ -289,7 +288,7 @@ def test_template_data_reaches_the_model_verbatim(make_project: MakeProject) -> 
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["note", "image"])
     writer.writerows([value, "images/scene.png"] for value in JINJA_VALUES)
-    with LocalVLMServer(fixed(ANSWER)) as server:
+    with LocalVLMServer(fixed(LABEL_ANSWER)) as server:
         project = _label_project(make_project, server, **{
             "seeds/notes.csv": buffer.getvalue(),
             "models/m.sql": """\
@@ -349,7 +348,7 @@ CACHE_STEPS = [
 def test_cache_key_is_prompt_version_backend_model_and_parameters(make_project: MakeProject) -> None:
     from PIL import Image
 
-    with LocalVLMServer(fixed(ANSWER)) as server:
+    with LocalVLMServer(fixed(LABEL_ANSWER)) as server:
         project = make_project()
         copy_scene(project)
         made = []

@@ -48,6 +48,10 @@ output_schema:
       count: {type: integer, minimum: 0}
     required: [label, count]
 """
+LABEL_ANSWER = '{"label": "cat", "count": 2}'  # a valid answer to LABEL_ASSET
+LABEL_STRICT_SCHEMA = {"type": "object", "properties": {"label": {"type": "string"},
+                                                        "count": {"type": "integer", "minimum": 0}},
+                       "required": ["label", "count"], "additionalProperties": False}  # as the APIs receive it
 
 
 def project_yml(server: LocalVLMServer | None, *, default: str = "gw", backends: str = "", extra: str = "",

@@ -31,6 +31,14 @@ def _save(figure: Any, path: Path, dpi: int) -> Path:
     return path
 
 
+def _histogram(ax: Any, values: Sequence[float], *, bins: int, color: str, mean_label: str,
+               value_range: tuple[float, float] | None = None) -> None:
+    """A histogram with its mean as a dashed line, labelled for the legend (`mean_label` formats the mean)."""
+    ax.hist(values, bins=bins, range=value_range, color=color, edgecolor="black")
+    mean = sum(values) / len(values) if values else 0.0
+    ax.axvline(mean, color="black", linestyle="--", label=mean_label.format(mean))
+
+
 def _grid(count: int, columns: int) -> tuple[int, int]:
     columns = max(1, min(columns, count))
     return math.ceil(count / columns), columns
@@ -84,9 +92,8 @@ def relevancy_distribution(rates: Sequence[tuple[str, float]], path: Path, dpi: 
     top.set_ylim(0, 1)
     top.grid(axis="y", alpha=0.3)
     values = [r[1] for r in rates]
-    bottom.hist(values, bins=min(20, max(5, len(values))), range=(0, 1), color="#59a14f", edgecolor="black")
-    mean = sum(values) / len(values) if values else 0.0
-    bottom.axvline(mean, color="black", linestyle="--", label=f"mean {mean:.3f}")
+    _histogram(bottom, values, bins=min(20, max(5, len(values))), color="#59a14f", mean_label="mean {:.3f}",
+               value_range=(0, 1))
     bottom.set_title("Distribution of query relevance rates", fontsize=14, fontweight="bold")
     bottom.set_xlabel("relevance rate", fontsize=12)
     bottom.set_ylabel("queries", fontsize=12)
@@ -131,9 +138,8 @@ def relevance_by_facet(facet: str, rows: Sequence[tuple[str, int, int]], path: P
 def query_length_distribution(lengths: Sequence[int], path: Path, dpi: int) -> Path:
     figure = _figure(10, 5.5, bottom=0.12)
     ax = figure.subplots()
-    ax.hist(lengths, bins=min(30, max(5, len(set(lengths)))), color="#4e79a7", edgecolor="black")
-    mean = sum(lengths) / len(lengths) if lengths else 0.0
-    ax.axvline(mean, color="black", linestyle="--", label=f"mean {mean:.1f} characters")
+    _histogram(ax, lengths, bins=min(30, max(5, len(set(lengths)))), color="#4e79a7",
+               mean_label="mean {:.1f} characters")
     ax.set_title("Query text length", fontsize=14, fontweight="bold")
     ax.set_xlabel("characters", fontsize=12)
     ax.set_ylabel("queries", fontsize=12)
@@ -196,9 +202,7 @@ def confidence_distributions(by_category: dict[str, list[float]], path: Path, dp
                         wspace=0.3, left=0.06)
     axes = figure.subplots(rows, cols, squeeze=False)
     for ax, (category, values) in zip(axes.flat, by_category.items(), strict=False):
-        ax.hist(values, bins=20, range=(0, 1), color="#76b7b2", edgecolor="black")
-        mean = sum(values) / len(values)
-        ax.axvline(mean, color="black", linestyle="--", label=f"mean {mean:.3f}")
+        _histogram(ax, values, bins=20, color="#76b7b2", mean_label="mean {:.3f}", value_range=(0, 1))
         ax.set_title(category, fontsize=13, fontweight="bold")
         ax.set_xlabel("confidence", fontsize=11)
         ax.set_ylabel("pairs", fontsize=11)
