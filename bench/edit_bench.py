@@ -175,7 +175,6 @@ class Functions:
 
         self.table = pa.table({"i": list(range(len(pairs))), "a": [p.source for p in pairs],
                                "b": [p.edited for p in pairs], "boxes": [[list(map(float, p.box))] for p in pairs]})
-        self.runs = 0
         self.runtime: Any = None
         self.reset()
 
@@ -188,8 +187,7 @@ class Functions:
 
         if self.runtime is not None:
             self.close()
-        self.runs += 1
-        cache = WORK / f"calls-{self.runs}.duckdb"
+        cache = WORK / "calls.duckdb"
         cache.unlink(missing_ok=True)
         self.runtime = Runtime(REPO, builtin_specs(), cache)
         self.con = duckdb.connect()

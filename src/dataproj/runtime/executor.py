@@ -169,11 +169,10 @@ class FunctionExecutor:
         """Rows the base index did not answer: entries added since it was loaded, or calls to make."""
         resolved: dict[int, tuple[bool, Any]] = {}
         pending: dict[Any, list[int]] = {}
-        retry_failed = self.runtime.retry_failed
         for row in np.nonzero(~usable)[0].tolist():
             key = tuple_keys[row] if tuple_keys is not None else int(keys[row])  # type: ignore[index]
             entry = index.get(key, fresh_only=refresh)
-            if entry is not None and (entry[0] or not retry_failed or key in index.fresh):
+            if entry is not None and self._replayable(entry[0], key, index):
                 resolved[row] = entry
             else:
                 pending.setdefault(key, []).append(row)
@@ -185,10 +184,14 @@ class FunctionExecutor:
         entries, keys = index.entries, list(pending)
         for key, position in zip(keys, entries.lookup(np.array(keys, dtype=np.uint64)).tolist(), strict=True):
             ok = position >= 0 and bool(entries.ok[position])
-            if position >= 0 and (ok or not self.runtime.retry_failed or key in index.fresh):
+            if position >= 0 and self._replayable(ok, key, index):
                 value = to_plain(entries.values[position].as_py())
                 for row in pending.pop(key):
                     resolved[row] = (ok, value)
+
+    def _replayable(self, ok: bool, key: Any, index: NamespaceIndex) -> bool:
+        """A stored entry answers the row, unless it failed and --retry-failed asks again (once per process)."""
+        return ok or not self.runtime.retry_failed or key in index.fresh
 
     def _tuple_keys(self, inputs: list[list[Any]], n: int) -> list[tuple[Any, ...]]:
         columns = []

@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from .prompts import OutputCheck
+from .prompts import OutputCheck, as_data
 
 SHOWN = 5  # values named in a message before "and N more"
 
@@ -47,7 +47,7 @@ def _problem(check: OutputCheck, answer: dict[str, Any], inputs: dict[str, Any])
         return f"{check.answer} repeats {_listed(repeated)}" if repeated else None
     assert check.input is not None
     name = check.input.split(".")[0].removesuffix("[]")
-    expected = Counter(_key(v) for v in values_at({name: _parsed(inputs.get(name))}, check.input))
+    expected = Counter(_key(v) for v in values_at({name: as_data("json", inputs.get(name))}, check.input))
     missing = sorted(set(expected) - set(given), key=str)
     extra = sorted(set(given) - set(expected), key=str)
     if not (missing or extra or repeated):
@@ -57,16 +57,6 @@ def _problem(check: OutputCheck, answer: dict[str, Any], inputs: dict[str, Any])
     parts += [f"not in {check.input}: {_listed(extra)}"] if extra else []
     parts += [f"named more than once: {_listed(repeated)}"] if repeated else []
     return ", ".join(parts)
-
-
-def _parsed(value: Any) -> Any:
-    """A JSON argument arrives as text."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
 
 
 def _key(value: Any) -> Any:

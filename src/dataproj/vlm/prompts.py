@@ -158,7 +158,7 @@ class PromptAsset:
     def render(self, values: dict[str, Any]) -> tuple[str, list[str | tuple[str, str]]]:
         """(system text, user parts): a part is text, or ("image", path)."""
         system_template, blocks = self._templates
-        variables = {name: _as_data(kind, values.get(name)) for name, kind in self.spec.inputs.items()}
+        variables = {name: as_data(kind, values.get(name)) for name, kind in self.spec.inputs.items()}
         try:
             system = system_template.render(variables) if system_template is not None else ""
             parts: list[str | tuple[str, str]] = []
@@ -210,7 +210,8 @@ def render_schema(template: str, variables: dict[str, Any] | None, what: str, pa
     return schema
 
 
-def _as_data(kind: str, value: Any) -> Any:
+def as_data(kind: str, value: Any) -> Any:
+    """An argument as the prompt (and its output checks) see it: a json argument parsed, others as given."""
     if kind == "json" and isinstance(value, str):
         try:
             return json.loads(value)
